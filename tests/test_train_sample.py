@@ -74,7 +74,7 @@ def test_checkpoint_round_trip_and_seeded_sampling(family: str, tmp_path: Path) 
     saved = load_file(final / "ema.safetensors")
     for name, value in first.networks["model"].state_dict().items():
         assert torch.equal(value, saved[name]), name
-    options = {"sampler": "ddim", "steps": 5} if family in ("ddpm",) else {}
+    options = {"ddpm": {"sampler": "ddim", "steps": 5}, "pddpm": {"t_f": 10, "t_s": 10}}.get(family, {})
     a = api.sample(first, 3, seed=7, **options)
     b = api.sample(second, 3, seed=7, **options)
     c = api.sample(first, 3, seed=8, **options)

@@ -143,7 +143,7 @@ def multiscale_batch(
     ``x0`` is the full-resolution square batch; its coordinate grid is concatenated to it, the pair is resized
     together by :func:`downsample`, and the resized coordinates are encoded. ``generator`` picks the resolution.
     """
-    _check_resolutions(resolutions)
+    check_resolutions(resolutions)
     ddpm.check_image("x0", x0)
     side = x0.shape[-1]
     if x0.shape[-2] != side or side % resolutions[-1]:
@@ -193,7 +193,7 @@ def sample_pyramidal(
     η = 1 (default) is the paper's ancestral sampling on a respaced schedule, η = 0 a deterministic DDIM.
     Returns the finest image, or with ``return_levels`` the list of images per resolution (coarsest first).
     """
-    _check_resolutions(resolutions)
+    check_resolutions(resolutions)
     restart = _ccdf_restart(schedule, fine_steps, renoise_fraction)
     coarse_steps = schedule.num_steps if coarse_steps is None else coarse_steps
     if not isinstance(coarse_steps, int) or not 1 <= coarse_steps <= schedule.num_steps:
@@ -284,7 +284,7 @@ def sample_super_resolution(
     and λ well above that diverges. The predictor must be differentiable.
     Returns the finest image, or with ``return_levels`` the images per resolution (the measurement first).
     """
-    _check_resolutions(resolutions)
+    check_resolutions(resolutions)
     ddpm.check_image("measurement", measurement)
     if len(resolutions) < 2:
         raise FastgenError("super-resolution needs at least two resolutions (the measurement's and a finer one)")
@@ -384,7 +384,7 @@ def _ccdf_restart(schedule: DiffusionSchedule, fine_steps: int, renoise_fraction
     return round(renoise_fraction * (total - 1)), num_steps
 
 
-def _check_resolutions(resolutions: object) -> None:
+def check_resolutions(resolutions: object) -> None:
     """Square sides, ascending, each exactly twice the previous."""
     if (
         not isinstance(resolutions, Sequence)

@@ -6,9 +6,10 @@ from fastgen.errors import FastgenError
 from fastgen.families.base import CallSite, Family, ImageSpec, ModelConfig, Sites, TensorSpec, module_sites
 from fastgen.families.blur import BlurFamily
 from fastgen.families.ddpm import DDPMFamily
+from fastgen.families.pddpm import PDDPMFamily
 from fastgen.families.udpm import UDPMFamily
 
-FAMILIES: dict[str, type[Family]] = {family.name: family for family in (DDPMFamily, UDPMFamily, BlurFamily)}
+FAMILIES: dict[str, type[Family]] = {family.name: family for family in (DDPMFamily, UDPMFamily, PDDPMFamily, BlurFamily)}
 
 
 def family_class(name: str) -> type[Family]:

@@ -1,0 +1,112 @@
+"""PDDPM: one coordinate-conditioned denoiser for every resolution, sampled coarse-to-fine with CCDF restarts.
+
+Training draws a random resolution per batch (image and coordinates resized together). Each resolution of
+the pyramid is its own call site (``res_<R>``) whose coordinate channels are constants of the site, so an
+exported graph takes only ``x`` and ``t``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fastgen.diffusion import ddpm, pddpm
+from fastgen.errors import FastgenError
+from fastgen.families.base import CallSite, Family, ImageSpec, ModelConfig, Sites, check_keys
+from fastgen.families.ddpm import SCHEDULE_KEYS, denoiser_network, schedule_from
+from fastgen.families.denoising import DenoisingObjective, denoiser_site
+from fastgen.nets.config import NetConfig
+
+PYRAMID_KEYS = {"resolutions", "t_f", "t_s", "dt_s"}
+CODING_CHANNELS = 4 * pddpm.NUM_FREQUENCIES  # sin/cos × (i, j) × L
+
+
+def pyramid_of(image: ImageSpec, diffusion: Mapping[str, Any]) -> list[int]:
+    """The sampling pyramid (ascending ×2); it must end at the image resolution."""
+    resolutions = list(diffusion.get("resolutions", [image.resolution // 2, image.resolution]))
+    pddpm.check_resolutions(resolutions)
+    if not resolutions or resolutions[-1] != image.resolution:
+        raise FastgenError(f"[diffusion] resolutions must end at the image resolution {image.resolution}, got {resolutions}")
+    return resolutions
+
+
+class PDDPMFamily(Family):
+    name = "pddpm"
+    sampler_options = ("t_f", "t_s", "dt_s", "eta", "clip_x0")
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        check_keys("[diffusion]", config.diffusion, SCHEDULE_KEYS | PYRAMID_KEYS)
+        self.schedule = schedule_from({key: value for key, value in config.diffusion.items() if key in SCHEDULE_KEYS})
+        self.resolutions = pyramid_of(self.image, config.diffusion)
+
+    @classmethod
+    def network_configs(cls, image: ImageSpec, diffusion: Mapping[str, Any], model: Mapping[str, Any],
+                        loss: Mapping[str, Any]) -> dict[str, NetConfig]:  # fmt: skip
+        return {"model": denoiser_network(image, model, extra_in_channels=CODING_CHANNELS)}
+
+    def objective(self, networks: dict[str, nn.Module], loss: Mapping[str, Any]) -> DenoisingObjective:
+        check_keys("[loss]", loss, set())
+        schedule, resolutions = self.schedule, self.resolutions
+
+        def corrupt(x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+            return ddpm.q_sample(schedule.to(x0.device), x0, t, noise)
+
+        def target(x0: Tensor, noise: Tensor) -> Tensor:
+            return ddpm.training_target(schedule, x0, noise)
+
+        def training_view(x0: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+            return pddpm.multiscale_batch(x0, resolutions, generator=generator)
+
+        return DenoisingObjective(networks["model"], schedule.num_steps, corrupt, target, self.checkpoint_config(loss), training_view)
+
+    def call_sites(self, networks: Mapping[str, nn.Module]) -> list[CallSite]:
+        sites = []
+        for resolution in self.resolutions:
+            coordinates = pddpm.coordinate_encoding(1, resolution, resolution)
+            sites.append(denoiser_site(f"res_{resolution}", networks["model"], self.image.channels, resolution,
+                                       self.schedule.num_steps, extra_inputs=coordinates))  # fmt: skip
+        return sites
+
+    def coordinate_predictor(self, sites: Sites) -> pddpm.CoordinatePredictor:
+        """The sampler's ``predictor(cat([x, coords]), t)`` over per-resolution sites (which hold their coords)."""
+        channels = self.image.channels
+
+        def predictor(x_with_coords: Tensor, t: Tensor) -> Tensor:
+            return sites[f"res_{x_with_coords.shape[-1]}"](x_with_coords[:, :channels], t)
+
+        return predictor
+
+    def sample(self, sites: Sites, batch_size: int, *, generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu", progress: bool = False, **options: Any) -> Tensor:
+        """Alg. 1: ``t_f`` steps at the coarsest size (default T), then per level a CCDF restart at
+        ``dt_s``·T reversed in ``dt_s``·``t_s`` steps (defaults 100 and 0.3); ``eta`` 1 ancestral, 0 DDIM."""
+        self.check_sampler_options(options)
+        return pddpm.sample_pyramidal(
+            self.coordinate_predictor(sites), self.schedule, self.resolutions, batch_size, self.image.channels,
+            coarse_steps=options.get("t_f", self.config.diffusion.get("t_f")),
+            fine_steps=options.get("t_s", self.config.diffusion.get("t_s", 100)),
+            renoise_fraction=options.get("dt_s", self.config.diffusion.get("dt_s", 0.3)),
+            eta=options.get("eta", 1.0), clip_x0=options.get("clip_x0", False),
+            generator=generator, device=device, progress=progress,
+        )  # fmt: skip
+
+    def super_resolve(self, sites: Sites, measurement: Tensor, *, generator: torch.Generator | None = None,
+                      progress: bool = False, **options: Any) -> Tensor:  # fmt: skip
+        """Alg. 2 from a low-resolution ``measurement`` up the pyramid (torch sites: it differentiates them)."""
+        resolutions = [r for r in self.resolutions if r > measurement.shape[-1]]
+        return pddpm.sample_super_resolution(self.coordinate_predictor(sites), self.schedule, measurement,
+                                             [measurement.shape[-1], *resolutions], generator=generator,
+                                             progress=progress, **options)  # fmt: skip
+
+    def process_constants(self) -> dict[str, Any]:
+        return {
+            "num_steps": self.schedule.num_steps,
+            "prediction_type": self.schedule.prediction_type,
+            "betas": self.schedule.betas.double().tolist(),
+            "resolutions": self.resolutions,
+            "coordinate_frequencies": pddpm.NUM_FREQUENCIES,
+        }
