@@ -95,14 +95,18 @@ def sample(
     dt_s: float | None = typer.Option(None, "--dt-s", help="PDDPM: CCDF restart point as a fraction of T_s (0 < dt_s ≤ 1)."),
     save_latents: Path | None = typer.Option(None, "--save-latents", help="UDPM: save the latents (x_L and per-level noises) as .pt."),
     interpolate: bool = typer.Option(False, "--interpolate", help="UDPM: an interpolation grid between four random latents (paper Fig. 5)."),
+    backend: str | None = typer.Option(None, "--backend", help="torch (checkpoints), onnxruntime (bundles' default) or tensorrt."),
+    zoom: int = typer.Option(0, "--zoom", help="Enlarge each image by this factor in the grid (0: enough for ≥ 64 px)."),
 ) -> None:
-    """Sample a trained model to a PNG grid. Options that a family does not have are an error, not ignored."""
+    """Sample a trained model (checkpoint, run directory or exported bundle) to a PNG grid. The same seed gives
+    the same images from a checkpoint and from its bundle. Options a family does not have are an error."""
     from fastgen import api
     from fastgen.data import save_image_grid
+    from fastgen.runtime import load_for_sampling
 
     options = {name: value for name, value in dict(sampler=sampler, steps=steps, eta=eta, t_f=t_f, t_s=t_s, dt_s=dt_s).items()
                if value is not None}  # fmt: skip
-    model = api.load_model(checkpoint, device=api.resolve_device(device), weights=weights)
+    model = load_for_sampling(checkpoint, backend=backend, device=api.resolve_device(device), weights=weights)
     if interpolate or save_latents is not None:
         images, latents = api.sample_udpm_latents(model, n, seed=seed, interpolate=interpolate, nrow=nrow)
         if save_latents is not None:
@@ -110,8 +114,36 @@ def sample(
             console.print(f"latents: {save_latents}")
     else:
         images = api.sample(model, n, seed=seed, progress=True, **options)
-    save_image_grid(images, out, nrow=nrow)
+    from torch.nn.functional import interpolate as resize
+
+    zoom = zoom or max(1, -(-64 // images.shape[-1]))
+    save_image_grid(resize(images.float().cpu(), scale_factor=zoom, mode="nearest"), out, nrow=nrow)
     console.print(f"{images.shape[0]} images → {out}")
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint directory, or a run directory (its latest checkpoint).", exists=True),
+    out: Path = typer.Option(..., "--out", help="Bundle directory to create (manifest.json + one ONNX graph per call site)."),
+    trt: bool = typer.Option(False, "--trt", help="Also build one TensorRT engine per graph (tensorrt or tensorrt_rtx, whichever imports)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or bf16: the graphs' own precision (strongly typed)."),
+    batch: str = typer.Option("1,8,32", "--batch", help="Engine batch profile MIN,OPT,MAX (or MIN:OPT:MAX), or one size N."),
+    check: bool = typer.Option(False, "--check", help="Compare every graph with Polygraphy (onnxruntime, and TensorRT where it runs)."),
+    opset: int | None = typer.Option(None, "--opset", help="ONNX opset (default 17; 22 for bf16)."),
+    flavour: str = typer.Option("auto", "--flavour", help="TensorRT flavour: auto, tensorrt or tensorrt_rtx."),
+    opt_level: int = typer.Option(3, "--opt-level", help="TensorRT builder optimisation level 0-5."),
+    timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT timing cache file, reused across builds."),
+    compute_capability: list[str] = typer.Option([], "--compute-capability", help="TensorRT-RTX target, e.g. 8.9 (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle directory."),
+    weights: str = typer.Option("ema", "--weights", help="ema (default) or model."),
+) -> None:
+    """Export a checkpoint to a deployable bundle: ONNX graphs (checked against torch through ONNX Runtime),
+    manifest.json with every schedule constant and SHA-256 hashes, and optionally TensorRT engines."""
+    from fastgen.export import export_command
+
+    export_command(checkpoint, out, precision=precision, batch=batch.replace(":", ","), opset=opset, trt=trt, flavour=flavour,
+                   opt_level=opt_level, timing_cache=timing_cache, compute_capability=compute_capability, check=check,
+                   force=force, weights=weights, console=console)  # fmt: skip
 
 
 def main() -> None:

@@ -118,7 +118,7 @@ class Manifest:
 
 
 def _spec(data: Mapping[str, Any]) -> TensorSpec:
-    return TensorSpec(data["name"], tuple(data["shape"]), data["dtype"])
+    return TensorSpec(data["name"], tuple(data["shape"]), data["dtype"], data.get("max_value", 1.0))
 
 
 def _site_from_dict(data: Mapping[str, Any]) -> SiteRecord:

@@ -35,6 +35,8 @@ class TensorSpec:
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
+    # Largest value of a per-sample scalar input (a timestep index): what validation inputs should span.
+    max_value: float = 1.0
 
 
 @dataclass
@@ -47,9 +49,9 @@ class CallSite:
     output: TensorSpec
 
     def example_inputs(self, batch_size: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
-        """Random inputs of the right shapes (time-like scalar inputs get valid values in [0, 1))."""
+        """Random inputs of the right shapes: images N(0, 1), scalar inputs (timesteps) uniform in [0, max_value]."""
         return tuple(
-            torch.rand((batch_size, *spec.shape), generator=generator).to(device)
+            (torch.rand((batch_size, *spec.shape), generator=generator) * spec.max_value).to(device)
             if not spec.shape
             else torch.randn((batch_size, *spec.shape), generator=generator).to(device)
             for spec in self.inputs

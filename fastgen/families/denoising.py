@@ -38,7 +38,7 @@ def denoiser_site(name: str, net: nn.Module, channels: int, resolution: int, num
     return CallSite(
         name=name,
         module=TimestepDenoiser(net, num_steps, extra_inputs),
-        inputs=(TensorSpec("x", image), TensorSpec("t", ())),
+        inputs=(TensorSpec("x", image), TensorSpec("t", (), max_value=num_steps - 1)),
         output=TensorSpec("out", image),
     )
 
