@@ -71,11 +71,16 @@ def train(
 ) -> None:
     """Train the model a recipe describes. Checkpoints (safetensors + config JSON + optimizer state) are written
     atomically every run.checkpoint_every steps; --resume continues exactly where the run stopped. Under
-    torchrun the same command trains with DistributedDataParallel."""
+    torchrun the same command trains with DistributedDataParallel. Loss curves go to RUN_DIR/losses.png."""
+    import os
+
     from fastgen import api
+    from fastgen.training.plots import plot_losses
 
     final = api.train(recipe, set_, resume=resume, run_dir=run_dir)
     console.print(f"final checkpoint: {final}")
+    if os.environ.get("RANK", "0") == "0":  # one plot per run, not one per torchrun process
+        console.print(f"loss curves: {plot_losses(final.parents[1])}")
 
 
 @app.command()

@@ -129,8 +129,17 @@ def test_bad_recipes_are_clear_errors(overrides: list[str], message: str, tmp_pa
     assert message in str(error.value)
 
 
-def test_cli_sample_rejects_an_option_the_family_lacks(tmp_path: Path) -> None:
-    final = api.train(TINY["udpm"], ["run.steps=1", "run.checkpoint_every=1"], run_dir=tmp_path / "run")
-    result = runner.invoke(app, ["sample", str(final), "--steps", "3", "--device", "cpu"])
+def test_cli_train_then_sample_writes_pictures_and_rejects_options_the_family_lacks(tmp_path: Path) -> None:
+    from PIL import Image
+
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(TINY["udpm"]), "--set", "run.steps=4", "--set", "run.log_every=1", "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(run / "losses.png").size[0] > 0
+    result = runner.invoke(app, ["sample", str(run), "--n", "6", "--nrow", "3", "--zoom", "2", "--device", "cpu", "--out", str(tmp_path / "g.png")])
+    assert result.exit_code == 0, result.output
+    side = 2 * 16  # zoomed 16×16 images, 2-pixel padding
+    assert Image.open(tmp_path / "g.png").size == (3 * (side + 2) + 2, 2 * (side + 2) + 2)
+    result = runner.invoke(app, ["sample", str(run), "--steps", "3", "--device", "cpu"])
     assert result.exit_code != 0
     assert "no option steps" in str(result.exception)
