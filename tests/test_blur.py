@@ -31,14 +31,6 @@ from fastgen.errors import FastgenError
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These FFTs are tiny: MKL's thread hand-off costs ~100x the transform on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 # ---------------------------------------------------------------------------------------- dense references
 def _dense_blur_1d(n: int, sigma: float, basis: str) -> torch.Tensor:

@@ -56,14 +56,6 @@ def gaussian_oracle(prediction_type: str, kind: str = "linear"):
     return predictor
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These tensors are tiny: intra-op threading only adds hand-off cost (badly so on a loaded CI box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # schedule and forward process

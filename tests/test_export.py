@@ -64,14 +64,6 @@ def random_checkpoint(family: str, run_dir: Path, seed: int = 0) -> Path:
     return save_checkpoint(run_dir, checkpoint, keep_last=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny networks run far faster on one thread than split over two busy cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, ExportReport]]:

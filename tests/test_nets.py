@@ -1,7 +1,6 @@
 """fastgen.nets: shapes of every option, the UDPM paper net's size and cost, config round trips, gradients, errors."""
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -18,14 +17,6 @@ from fastgen.nets import (
     build_network,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread() -> Iterator[None]:
-    """Tiny nets run fastest on one thread; more threads only contend on a shared 2-core CI box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -15,14 +15,6 @@ L = pddpm.NUM_FREQUENCIES
 ALPHA_BAR = torch.cumprod(1 - make_betas("linear", 1000), dim=0).float()  # from the definition, not the tables
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These tensors are tiny: intra-op threading only adds hand-off cost (badly so on a loaded CI box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def scene(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     """A continuous two-channel image f(i, j); sampling it at a level's pixel centres is that level's image."""

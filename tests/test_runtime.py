@@ -30,13 +30,6 @@ from fastgen.runtime import (
 SAMPLER_OPTIONS = {"ddpm": {"sampler": "ddim", "steps": 4, "clip_x0": True}, "udpm": {}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:

@@ -20,14 +20,6 @@ TINY = {name: ROOT / "train" / f"{name}_tiny.toml" for name in FAMILIES}
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny networks run far faster on one thread than split over two busy cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def fixed_batch_loss(model_config, networks, recipe_sections, seed: int = 123) -> float:
     """The family objective's model loss on one fixed batch with fixed noise (same numbers before and after)."""
