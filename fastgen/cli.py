@@ -151,6 +151,50 @@ def export(
                    force=force, weights=weights, console=console)  # fmt: skip
 
 
+def _csv(text: str | None, cast: type = str) -> list | None:
+    """``"1,64,256"`` → [1, 64, 256]; None stays None (the bench's per-device default)."""
+    if text is None:
+        return None
+    try:
+        return [cast(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise FastgenError(f"expected a comma-separated list of {cast.__name__} values, got {text!r}") from None
+
+
+@app.command()
+def bench(
+    res: int | None = typer.Option(None, "--res", help="Image resolution (default 64)."),
+    batch: str | None = typer.Option(None, "--batch", help="Batch sizes, e.g. 1,64,256 (default: 1,8 on CPU; 1,64,256 on GPU)."),
+    backend: str | None = typer.Option(None, "--backend", help="torch and/or graph (CUDA-graph sampler), e.g. torch,graph."),
+    families: str | None = typer.Option(None, "--families", help="Any of udpm,ddpm,pddpm,blur (default: all)."),
+    preset: str | None = typer.Option(None, "--preset", help="tiny (CPU default) or paper (the papers' 64×64 networks, random weights)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (network weights; the diffusion state stays fp32)."),
+    repeats: int | None = typer.Option(None, "--repeats", help="Timed repeats per row (median reported)."),
+    warmup: int | None = typer.Option(None, "--warmup", help="Untimed warm-up runs per row."),
+    max_calls: int | None = typer.Option(None, "--max-calls", help="Longer samplers are timed over this many calls and scaled (the row says so)."),
+    ddim_steps: int = typer.Option(50, "--ddim-steps", help="DDIM steps of the DDPM DDIM row (0: no DDIM row)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the networks."),
+    kernels: str = typer.Option("auto", "--kernels", help="Graph backend steps: auto, fused (CUDA kernels) or reference (torch)."),
+    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last", help="Memory format of the networks (GPU default on)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Bench this trained model instead of presets."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (timings on a shared CPU are steadier with 1)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the rows as JSON here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG plot (images/s vs batch, GFLOPs per image) here."),
+) -> None:
+    """Benchmark every family's sampler: GFLOPs per image (FlopCounterMode, 2 per MAC), median latency and
+    images/s (CUDA events after warm-up on GPU, wall clock on CPU), printed as a table, optionally JSON + PNG."""
+    import torch
+
+    from fastgen.bench import run_bench
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    run_bench(res, _csv(batch, int), _csv(backend), _csv(families), preset, precision, repeats, warmup, json_path, plot,
+              device=device, max_calls=max_calls, ddim_steps=ddim_steps or None, channels_last=channels_last,
+              compile=compile_, kernels=kernels, checkpoint=checkpoint, console=console)  # fmt: skip
+
+
 def main() -> None:
     """Console entry point: bad input becomes one line on stderr (exit 2), never a traceback."""
     try:

@@ -34,7 +34,7 @@ def denoiser_network(image: ImageSpec, model: Mapping[str, Any], extra_in_channe
     network = dict(model.get("network", {}))
     preset = network.pop("preset", "small")
     return unet_preset(preset, image.resolution, network, in_channels=image.channels, out_channels=image.channels,
-                       extra_in_channels=extra_in_channels)  # fmt: skip
+                       extra_in_channels=extra_in_channels, upscale=1)  # fmt: skip
 
 
 class DDPMFamily(Family):

@@ -1,0 +1,31 @@
+"""``fastgen bench``: GFLOPs per image, latency and images/s of every family's sampler, per backend and batch.
+
+* :func:`run_bench` — the whole bench: rows (:data:`ROW_KEYS`), a printed table with the UDPM / DDPM-step
+  ratio, JSON and a PNG plot.
+* :func:`workload` — calls and FLOPs of one sample (each distinct call site counted once, on the meta device).
+"""
+
+from fastgen.bench.measure import CallBudget, Timer, Timing, Workload, count_calls, flops_per_call, workload
+from fastgen.bench.report import ROW_KEYS, udpm_over_ddpm_step, write_json, write_plot
+from fastgen.bench.run import BACKENDS, CPU_DEFAULTS, GPU_DEFAULTS, PRESETS, preset_family, run_bench, samplers
+
+__all__ = [
+    "BACKENDS",
+    "CPU_DEFAULTS",
+    "GPU_DEFAULTS",
+    "PRESETS",
+    "ROW_KEYS",
+    "CallBudget",
+    "Timer",
+    "Timing",
+    "Workload",
+    "count_calls",
+    "flops_per_call",
+    "preset_family",
+    "run_bench",
+    "samplers",
+    "udpm_over_ddpm_step",
+    "workload",
+    "write_json",
+    "write_plot",
+]

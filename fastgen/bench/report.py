@@ -1,0 +1,119 @@
+"""Bench output: the rich table with the UDPM / DDPM-step summary, the JSON rows, the PNG plot."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+ROW_KEYS = ("family", "sampler", "backend", "precision", "res", "batch", "nfe", "gflops_per_image", "latency_ms",
+            "images_per_s", "device")  # fmt: skip
+"""The keys of every JSON row, in order."""
+
+DDPM_STEP = "1-step"
+"""The sampler name of the DDPM row that the UDPM rows are compared with (one network call and one step)."""
+
+
+def base_sampler(name: str) -> str:
+    """A row's sampler name without the timing note (`` (summed)`` …) that :mod:`fastgen.bench.measure` adds."""
+    return name.split(" (")[0]
+
+
+def print_table(rows: Sequence[dict[str, Any]], console: Console, title: str) -> None:
+    """The rows as one table, then images/s of UDPM over the DDPM step per backend, precision and batch."""
+    # The precision is in the title: one run benches one precision.
+    _print(console, title, ("family", "sampler", "backend", "batch", "nfe", "GFLOP/img", "ms", "img/s"), [
+        (row["family"], row["sampler"], row["backend"], str(row["batch"]), str(row["nfe"]),
+         f"{row['gflops_per_image']:,.2f}", _milliseconds(row["latency_ms"]), f"{row['images_per_s']:,.3g}")
+        for row in rows
+    ], caption="ms: one sample of `batch` images · GFLOP/img: 2 FLOPs per multiply-accumulate")  # fmt: skip
+    ratios = udpm_over_ddpm_step(rows)
+    if ratios:
+        _print(console, "UDPM / DDPM-step speed (ratio of images/s, as ANCHORS.md's last column)",
+               ("backend", "precision", "batch", "UDPM img/s", "DDPM-step img/s", "ratio"), [
+                   (ratio["backend"], ratio["precision"], str(ratio["batch"]), f"{ratio['udpm']:,.3g}",
+                    f"{ratio['ddpm_step']:,.3g}", f"{ratio['ratio']:.2f}x")
+                   for ratio in ratios
+               ])  # fmt: skip
+
+
+def _milliseconds(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
+
+
+def _print(console: Console, title: str, headers: Sequence[str], cells: Sequence[Sequence[str]],
+           caption: str | None = None) -> None:  # fmt: skip
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, collapse_padding=True)
+    for header in headers:
+        # Only the sampler name may wrap (a narrow console folds its timing note), so numbers stay whole.
+        text = header in ("family", "sampler", "backend", "precision")
+        table.add_column(header, justify="left" if text else "right", no_wrap=header != "sampler",
+                         min_width=14 if header == "sampler" else None)  # fmt: skip
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)
+
+
+def udpm_over_ddpm_step(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (backend, precision, batch) with both rows: UDPM's images/s, the DDPM step's, and their ratio."""
+    def key(row: dict[str, Any]) -> tuple[str, str, int]:
+        return row["backend"], row["precision"], row["batch"]
+
+    steps = {key(row): row["images_per_s"] for row in rows if row["family"] == "ddpm" and base_sampler(row["sampler"]) == DDPM_STEP}
+    return [
+        {"backend": row["backend"], "precision": row["precision"], "batch": row["batch"], "udpm": row["images_per_s"],
+         "ddpm_step": steps[key(row)], "ratio": row["images_per_s"] / steps[key(row)]}
+        for row in rows if row["family"] == "udpm" and key(row) in steps
+    ]  # fmt: skip
+
+
+def write_json(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """The rows as a JSON list, written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(list(rows), indent=2) + "\n")
+    os.replace(staging, path)
+    return path
+
+
+def write_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> Path:
+    """PNG: images/s against batch per family/sampler/backend (log-log), and GFLOPs per image per sampler (log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, (speed, work) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        series.setdefault(f"{row['family']} {row['sampler']} · {row['backend']}", []).append((row["batch"], row["images_per_s"]))
+    for label, points in series.items():
+        batches, speeds = zip(*sorted(points), strict=True)
+        speed.plot(batches, speeds, marker="o", label=label)
+    batches = sorted({row["batch"] for row in rows})
+    speed.set(yscale="log", ylabel="images / s", title="throughput")
+    speed.set_xscale("log", base=2)
+    speed.set_xticks(batches, [str(batch) for batch in batches], minor=False)
+    speed.xaxis.set_minor_locator(NullLocator())
+    speed.set_xlabel("batch")
+    speed.grid(True, which="both", alpha=0.3)
+    speed.legend(fontsize=7)
+    gflops = {f"{row['family']}\n{base_sampler(row['sampler'])}": row["gflops_per_image"] for row in rows}
+    work.bar(list(gflops), list(gflops.values()), color="tab:gray")
+    work.set(yscale="log", ylabel="GFLOPs per image", title="work per image (2 FLOPs per MAC)")
+    work.tick_params(axis="x", labelsize=7)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,234 @@
+"""``run_bench``: GFLOPs per image, latency and images/s per family, sampler, backend and batch size.
+
+Networks are built from presets with random weights (speed and FLOPs do not depend on the weights), or loaded
+from a checkpoint. Rows are printed as a table, and written as JSON and a PNG plot when paths are given.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from torch import nn
+
+from fastgen.accel import KERNEL_CHOICES, PLANS, precision_name, prepare_sites, resolve_precision
+from fastgen.api import load_model, model_config_from_recipe, resolve_device
+from fastgen.bench import measure
+from fastgen.bench.report import DDPM_STEP, ROW_KEYS, print_table, write_json, write_plot
+from fastgen.errors import FastgenError
+from fastgen.families import FAMILIES, CallSite, Family, Sites, build_family, module_sites
+from fastgen.nets.registry import build_network
+
+BACKENDS = ("torch", "graph")
+FAMILY_ORDER = ("udpm", "ddpm", "pddpm", "blur")
+PRESETS = ("tiny", "small", "paper")
+# The one sampler of the families without sampler choices in the bench, by the name its rows carry.
+SAMPLER_NAMES = {"udpm": "levels", "pddpm": "pyramid", "blur": "chain"}
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What an option left at None means on a device: a CPU run must finish in under a minute."""
+
+    batches: tuple[int, ...]
+    backends: tuple[str, ...]
+    preset: str
+    repeats: int
+    warmup: int
+    max_calls: int
+
+
+CPU_DEFAULTS = Defaults(batches=(1, 8), backends=("torch",), preset="tiny", repeats=3, warmup=1, max_calls=4)
+GPU_DEFAULTS = Defaults(batches=(1, 64, 256), backends=("torch", "graph"), preset="paper", repeats=5, warmup=2, max_calls=20)
+
+
+def default_families() -> tuple[str, ...]:
+    """Every registered family, the paper's order first."""
+    ordered = [name for name in FAMILY_ORDER if name in FAMILIES]
+    return (*ordered, *(name for name in FAMILIES if name not in FAMILY_ORDER))
+
+
+def samplers(family: Family, ddim_steps: int | None) -> list[tuple[str, dict[str, Any]]]:
+    """(row name, sampler options) of each sampler benched for ``family``: DDPM's step and full samplers, else its one."""
+    if family.name != "ddpm":
+        return [(SAMPLER_NAMES.get(family.name, "sample"), {})]
+    cases = [(DDPM_STEP, {"sampler": "ddim", "steps": 1}), ("ancestral", {"sampler": "ancestral"})]
+    if ddim_steps is not None:
+        cases.append((f"ddim-{ddim_steps}", {"sampler": "ddim", "steps": ddim_steps}))
+    return cases
+
+
+def preset_family(name: str, res: int, preset: str, channels: int = 3) -> Family:
+    """``name``'s family at ``res`` with a preset network; ``paper`` means ANCHORS.md's 64×64 NCSN++ for every family."""
+    if preset not in PRESETS:
+        raise FastgenError(f"unknown bench preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    # UDPM's paper preset is its level network; the other families' is the same net as a full-size denoiser.
+    network = "paper_denoiser" if preset == "paper" and name != "udpm" else preset
+    model = {"family": name, "resolution": res, "channels": channels, "network": {"preset": network}}
+    return build_family(model_config_from_recipe({"model": model}))
+
+
+def device_name(device: torch.device) -> str:
+    """What a row's ``device`` says: the GPU's name, or the CPU's architecture and torch's thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    threads = torch.get_num_threads()
+    return f"cpu ({platform.machine()}, {threads} thread{'' if threads == 1 else 's'})"
+
+
+def _positive(name: str, value: object, lowest: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise FastgenError(f"{name} must be an integer ≥ {lowest}, got {value!r}")
+    return value
+
+
+def run_bench(
+    res: int | None = None,
+    batches: Sequence[int] | None = None,
+    backends: Sequence[str] | None = None,
+    families: Sequence[str] | None = None,
+    preset: str | None = None,
+    precision: str = "fp32",
+    repeats: int | None = None,
+    warmup: int | None = None,
+    json_path: str | Path | None = None,
+    plot_path: str | Path | None = None,
+    *,
+    device: str = "auto",
+    max_calls: int | None = None,
+    ddim_steps: int | None = 50,
+    channels_last: bool | None = None,
+    compile: bool = False,
+    kernels: str = "auto",
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> list[dict[str, Any]]:
+    """Bench every family × sampler × backend × batch; returns the rows (keys :data:`ROW_KEYS`).
+
+    Options left at None take the device's :class:`Defaults` (CPU: batches 1, 8, torch backend, tiny preset;
+    GPU: batches 1, 64, 256, torch and graph backends, the paper's networks). ``res`` defaults to 64.
+    ``max_calls``: samplers with more network calls are timed ``scaled`` or ``summed``, see
+    :mod:`fastgen.bench.measure`. ``ddim_steps``: DDPM's DDIM row (None: none). ``checkpoint``: bench that
+    trained model instead of presets (its family and resolution; ``families``, ``res``, ``preset`` must be None).
+    """
+    device = resolve_device(device)
+    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    batches = tuple(defaults.batches if batches is None else batches)
+    backends = tuple(defaults.backends if backends is None else backends)
+    repeats = _positive("repeats", defaults.repeats if repeats is None else repeats)
+    warmup = _positive("warmup", defaults.warmup if warmup is None else warmup, lowest=0)
+    max_calls = _positive("max_calls", defaults.max_calls if max_calls is None else max_calls)
+    if ddim_steps is not None:
+        _positive("ddim_steps", ddim_steps)
+    if not batches:
+        raise FastgenError("give at least one batch size")
+    for batch in batches:
+        _positive("batch size", batch)
+    for backend in backends:
+        if backend not in BACKENDS:
+            raise FastgenError(f"unknown bench backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if "graph" in backends and device.type != "cuda":
+        raise FastgenError(f"the graph backend captures CUDA graphs and needs a CUDA device; this bench runs on {device}")
+    if kernels not in KERNEL_CHOICES:
+        raise FastgenError(f"unknown kernels choice {kernels!r}; choose one of {', '.join(KERNEL_CHOICES)}")
+    dtype = resolve_precision(precision)
+    models = _models(checkpoint, families, res, preset, defaults.preset)
+
+    console = console or Console()
+    name = device_name(device)
+    timer = measure.Timer(device, warmup, repeats)
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    with Progress(console=console, transient=True, disable=not progress) as bar:
+        task = bar.add_task("bench", total=sum(len(samplers(family, ddim_steps)) for family, _ in models)
+                            * len(backends) * len(batches))  # fmt: skip
+        for family, networks in _networks(models):
+            call_sites = family.call_sites(networks)
+            sites = prepare_sites(module_sites(call_sites), device, dtype, channels_last=channels_last, compile=compile)
+            flops = {site.name: measure.flops_per_call(site) for site in call_sites}  # per site, whatever the sampler
+            for sampler, options in samplers(family, ddim_steps):
+                work = measure.Workload(measure.count_calls(family, call_sites, **options), flops)
+                for backend in backends:
+                    if backend == "graph" and family.name not in PLANS:
+                        notes.append(f"graph · {family.name}: no graph plan for this family yet, not benched")
+                        bar.advance(task, len(batches))
+                        continue
+                    for batch in batches:
+                        bar.update(task, description=f"{family.name} {sampler} · {backend} · batch {batch}")
+                        timing = _time(backend, timer, family, sites, call_sites, work, batch, max_calls, dtype,
+                                       kernels, options, notes)  # fmt: skip
+                        latency = timing.latency_ms
+                        values = (family.name, sampler + timing.note, backend, precision_name(dtype),
+                                  family.image.resolution, batch, work.nfe, work.gflops_per_image, latency,
+                                  batch / latency * 1e3, name)  # fmt: skip
+                        rows.append(dict(zip(ROW_KEYS, values, strict=True)))
+                        bar.advance(task)
+
+    source = str(checkpoint) if checkpoint is not None else f"preset {preset or defaults.preset} (random weights)"
+    size = models[0][0].image.resolution
+    title = f"fastgen bench · {name} · {precision_name(dtype)} · {source} · {size}×{size}"
+    print_table(rows, console, title)
+    for note in dict.fromkeys(notes):
+        console.print(note)
+    if any("(scaled" in row["sampler"] for row in rows):
+        console.print("(scaled: k calls): the chain's first k calls and their steps, timed, × nfe / k")
+    if any("(summed)" in row["sampler"] for row in rows):
+        console.print("(summed): the sampler timed with cached network outputs + calls × the time of one real call")
+    if json_path is not None:
+        console.print(f"JSON: {write_json(rows, json_path)}")
+    if plot_path is not None:
+        console.print(f"plot: {write_plot(rows, plot_path, title)}")
+    return rows
+
+
+def _time(backend: str, timer: measure.Timer, family: Family, sites: Sites, call_sites: list[CallSite],
+          work: measure.Workload, batch: int, max_calls: int, dtype: torch.dtype, kernels: str, options: dict[str, Any],
+          notes: list[str]) -> measure.Timing:  # fmt: skip
+    """One row's timing on ``backend``; a graph notes which steps it ran."""
+    if backend == "torch":
+        return measure.time_eager(timer, family, sites, call_sites, work, batch, max_calls, **options)
+    timing, fused = measure.time_graph(timer, family, sites, work, batch, max_calls, precision=dtype, kernels=kernels,
+                                       **options)  # fmt: skip
+    notes.append(f"graph · {family.name}: {'fused step kernels' if fused else 'torch reference steps'}")
+    torch.cuda.empty_cache()  # the graph and its private memory pool are gone: give the memory back
+    return timing
+
+
+_Model = tuple[Family, dict[str, nn.Module] | None]
+
+
+def _models(checkpoint: str | Path | None, families: Sequence[str] | None, res: int | None, preset: str | None,
+            default_preset: str) -> list[_Model]:  # fmt: skip
+    """Every family to bench, validated up front (a bad option fails before any timing); networks come later."""
+    if checkpoint is not None:
+        if (families, res, preset) != (None, None, None):
+            raise FastgenError(
+                "a checkpoint fixes the family, resolution and networks: leave families, res and preset unset"
+            )
+        model = load_model(checkpoint)
+        return [(model.family, model.networks)]
+    res = 64 if res is None else _positive("res", res, lowest=4)
+    families = default_families() if families is None else tuple(families)
+    if not families:
+        raise FastgenError("give at least one family")
+    unknown = [name for name in families if name not in FAMILIES]
+    if unknown:
+        raise FastgenError(f"unknown model family {', '.join(map(repr, unknown))}; known: {', '.join(FAMILIES)}")
+    return [(preset_family(name, res, preset or default_preset), None) for name in families]
+
+
+def _networks(models: list[_Model]) -> Iterator[tuple[Family, dict[str, nn.Module]]]:
+    """Each family with its sampling network (random weights, seed 0, unless given), built one family at a time."""
+    for family, networks in models:
+        if networks is None:
+            with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's RNG left as it was
+                torch.manual_seed(0)
+                networks = {"model": build_network(family.config.networks["model"])}
+        yield family, {name: network.eval() for name, network in networks.items()}

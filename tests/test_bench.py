@@ -1,0 +1,131 @@
+"""fastgen.bench: the CPU default run (rows, JSON, PNG), FLOP counts of the paper's networks, option errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from rich.console import Console
+
+from fastgen.bench import ROW_KEYS, preset_family, run_bench, workload
+from fastgen.errors import FastgenError
+from fastgen.families import FAMILIES
+from fastgen.nets.registry import build_network
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One CPU default bench (tiny preset, batches 1 and 8), on conftest's single thread."""
+    out = tmp_path_factory.mktemp("bench")
+    console = Console(file=io.StringIO(), width=140)
+    start = time.perf_counter()
+    rows = run_bench(json_path=out / "bench.json", plot_path=out / "bench.png", progress=False, console=console)
+    return {"rows": rows, "seconds": time.perf_counter() - start, "dir": out, "printed": console.file.getvalue()}
+
+
+def test_default_run_rows(default_run: dict) -> None:
+    """Exactly the JSON keys, positive numbers, every family × sampler × batch (1, 8) of the CPU defaults."""
+    rows = default_run["rows"]
+    for row in rows:
+        assert tuple(row) == ROW_KEYS
+        assert row["backend"] == "torch" and row["precision"] == "fp32" and row["res"] == 64
+        assert row["device"].startswith("cpu")
+        for key in ("nfe", "gflops_per_image", "latency_ms", "images_per_s"):
+            assert row[key] > 0, (key, row)
+        assert row["images_per_s"] == pytest.approx(row["batch"] / row["latency_ms"] * 1e3)
+    seen = {(row["family"], row["sampler"].split(" (")[0], row["batch"]) for row in rows}
+    assert {family for family, _, _ in seen} == set(FAMILIES)
+    assert all((family, sampler, batch) in seen for family, sampler, _ in seen for batch in (1, 8))
+
+
+def test_default_run_nfe_per_family(default_run: dict) -> None:
+    nfe = {(row["family"], row["sampler"].split(" (")[0]): row["nfe"] for row in default_run["rows"]}
+    assert nfe[("udpm", "levels")] == 3
+    assert nfe[("ddpm", "1-step")] == 1
+    assert nfe[("ddpm", "ancestral")] == 1000
+    assert nfe[("ddpm", "ddim-50")] == 50
+    assert nfe[("blur", "chain")] == 1000
+    # A sample's GFLOPs are its calls' FLOPs: the 1000-step chain is 1000 DDPM steps.
+    gflops = {(row["family"], row["sampler"].split(" (")[0]): row["gflops_per_image"] for row in default_run["rows"]}
+    assert gflops[("ddpm", "ancestral")] == pytest.approx(1000 * gflops[("ddpm", "1-step")])
+
+
+def test_default_run_says_how_long_chains_were_timed(default_run: dict) -> None:
+    """Chains longer than max_calls (4 on CPU) are scaled or summed, and their rows say so."""
+    for row in default_run["rows"]:
+        timed_in_full = row["nfe"] <= 4
+        assert timed_in_full == (" (" not in row["sampler"]), row
+    printed = default_run["printed"]
+    assert "(scaled: k calls)" in printed
+    assert "UDPM / DDPM-step speed" in printed
+
+
+def test_default_run_writes_json_and_png(default_run: dict) -> None:
+    directory: Path = default_run["dir"]
+    assert json.loads((directory / "bench.json").read_text()) == default_run["rows"]
+    with Image.open(directory / "bench.png") as image:
+        image.verify()
+    with Image.open(directory / "bench.png") as image:
+        assert image.format == "PNG" and image.size[0] > 600
+
+
+def test_default_run_fits_a_minute(default_run: dict) -> None:
+    # The brief's budget for a CPU default run; CI boxes shared with other jobs get twice that here.
+    assert default_run["seconds"] < 120, default_run["seconds"]
+
+
+def _meta_workload(family_name: str, **options: object):
+    """Calls and FLOPs of the paper preset, networks built on the meta device (no memory, no compute)."""
+    family = preset_family(family_name, 64, "paper")
+    with torch.device("meta"):
+        networks = {"model": build_network(family.config.networks["model"])}
+    return workload(family, family.call_sites(networks), **options)
+
+
+def test_paper_udpm_gflops() -> None:
+    """ANCHORS.md: the three level calls are 1.40 + 5.53 + 22.27 = 29.21 GFLOPs per image."""
+    work = _meta_workload("udpm")
+    assert work.calls == {"level_1": 1, "level_2": 1, "level_3": 1}
+    assert work.gflops_per_image == pytest.approx(29.21, rel=0.01)
+    per_level = [work.flops_per_call[f"level_{level}"] / 1e9 for level in (1, 2, 3)]
+    assert per_level == pytest.approx([22.27, 5.53, 1.40], rel=0.01)  # level 1 runs at 32×32, level 3 at 8×8
+
+
+def test_paper_ddpm_step_gflops() -> None:
+    """ANCHORS.md: one DDPM step of the same NCSN++ at 64×64 is 85.05 GFLOPs."""
+    work = _meta_workload("ddpm", sampler="ddim", steps=1)
+    assert work.nfe == 1
+    assert work.gflops_per_image == pytest.approx(85.05, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"families": ["ddpm", "gan"]}, "unknown model family 'gan'"),
+        ({"backends": ["tensorrt"]}, "unknown bench backend 'tensorrt'"),
+        ({"batches": [1, 0]}, "batch size must be an integer ≥ 1, got 0"),
+        ({"batches": [-8]}, "batch size must be an integer ≥ 1, got -8"),
+        ({"batches": []}, "at least one batch size"),
+        ({"res": 60}, "60x60 is not divisible by γ\\^L = 8"),
+        ({"precision": "fp8"}, "unknown precision 'fp8'"),
+        ({"preset": "huge"}, "unknown bench preset 'huge'"),
+        ({"repeats": 0}, "repeats must be an integer ≥ 1"),
+        ({"max_calls": 0}, "max_calls must be an integer ≥ 1"),
+        ({"kernels": "magic"}, "unknown kernels choice 'magic'"),
+        ({"checkpoint": "x", "res": 32}, "a checkpoint fixes the family"),
+    ],
+)
+def test_bad_options_are_one_clear_error(options: dict, message: str) -> None:
+    with pytest.raises(FastgenError, match=message):
+        run_bench(progress=False, console=Console(file=io.StringIO()), **options)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no GPU")
+def test_graph_backend_needs_cuda() -> None:
+    with pytest.raises(FastgenError, match="graph backend captures CUDA graphs and needs a CUDA device"):
+        run_bench(backends=["torch", "graph"], progress=False, console=Console(file=io.StringIO()))
