@@ -13,26 +13,21 @@ import torch
 from torch import Tensor, nn
 
 from fastgen.diffusion import blur
-from fastgen.families.base import CallSite, Family, ImageSpec, ModelConfig, Sites, check_keys
-from fastgen.families.ddpm import denoiser_network
-from fastgen.families.denoising import DenoisingObjective, denoiser_site
-from fastgen.nets.config import NetConfig
+from fastgen.families.base import ModelConfig, Sites, check_keys
+from fastgen.families.ddpm import DenoiserFamily
+from fastgen.families.denoising import DenoisingObjective
 
 DIFFUSION_KEYS = {"num_steps", "beta_schedule", "blur_schedule", "blur_sigma", "final_blur_power", "basis"}
 
 
-class BlurFamily(Family):
+class BlurFamily(DenoiserFamily):
     name = "blur"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         check_keys("[diffusion]", config.diffusion, DIFFUSION_KEYS)
         self.schedule = blur.make_blur_schedule(self.image.resolution, self.image.resolution, **config.diffusion)
-
-    @classmethod
-    def network_configs(cls, image: ImageSpec, diffusion: Mapping[str, Any], model: Mapping[str, Any],
-                        loss: Mapping[str, Any]) -> dict[str, NetConfig]:  # fmt: skip
-        return {"model": denoiser_network(image, model)}
+        self.num_steps = self.schedule.num_steps
 
     def objective(self, networks: dict[str, nn.Module], loss: Mapping[str, Any]) -> DenoisingObjective:
         check_keys("[loss]", loss, set())
@@ -48,9 +43,6 @@ class BlurFamily(Family):
             return noise
 
         return DenoisingObjective(networks["model"], schedule.num_steps, corrupt, target, self.checkpoint_config(loss))
-
-    def call_sites(self, networks: Mapping[str, nn.Module]) -> list[CallSite]:
-        return [denoiser_site("denoiser", networks["model"], self.image.channels, self.image.resolution, self.schedule.num_steps)]
 
     def sample(self, sites: Sites, batch_size: int, *, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu", progress: bool = False, **options: Any) -> Tensor:

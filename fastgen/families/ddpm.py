@@ -37,7 +37,21 @@ def denoiser_network(image: ImageSpec, model: Mapping[str, Any], extra_in_channe
                        extra_in_channels=extra_in_channels, upscale=1)  # fmt: skip
 
 
-class DDPMFamily(Family):
+class DenoiserFamily(Family):
+    """A family whose sampler calls one timestep-conditioned denoiser at the image size (DDPM, blur)."""
+
+    num_steps: int
+
+    @classmethod
+    def network_configs(cls, image: ImageSpec, diffusion: Mapping[str, Any], model: Mapping[str, Any],
+                        loss: Mapping[str, Any]) -> dict[str, NetConfig]:  # fmt: skip
+        return {"model": denoiser_network(image, model)}
+
+    def call_sites(self, networks: Mapping[str, nn.Module]) -> list[CallSite]:
+        return [denoiser_site("denoiser", networks["model"], self.image.channels, self.image.resolution, self.num_steps)]
+
+
+class DDPMFamily(DenoiserFamily):
     name = "ddpm"
     sampler_options = ("sampler", "steps", "eta", "clip_x0")
 
@@ -45,11 +59,7 @@ class DDPMFamily(Family):
         super().__init__(config)
         check_keys("[diffusion]", config.diffusion, SCHEDULE_KEYS)
         self.schedule = schedule_from(config.diffusion)
-
-    @classmethod
-    def network_configs(cls, image: ImageSpec, diffusion: Mapping[str, Any], model: Mapping[str, Any],
-                        loss: Mapping[str, Any]) -> dict[str, NetConfig]:
-        return {"model": denoiser_network(image, model)}
+        self.num_steps = self.schedule.num_steps
 
     def objective(self, networks: dict[str, nn.Module], loss: Mapping[str, Any]) -> DenoisingObjective:
         check_keys("[loss]", loss, set())
@@ -62,9 +72,6 @@ class DDPMFamily(Family):
             return ddpm.training_target(schedule, x0, noise)
 
         return DenoisingObjective(networks["model"], schedule.num_steps, corrupt, target, self.checkpoint_config(loss))
-
-    def call_sites(self, networks: Mapping[str, nn.Module]) -> list[CallSite]:
-        return [denoiser_site("denoiser", networks["model"], self.image.channels, self.image.resolution, self.schedule.num_steps)]
 
     def sample(self, sites: Sites, batch_size: int, *, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu", progress: bool = False, **options: Any) -> Tensor:
