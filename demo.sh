@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on any machine (an idle 2-core CPU: about 7 minutes): show the environment, train the tiny UDPM
+# The main job on any machine (an idle 2-core CPU: about 6 minutes): show the environment, train the tiny UDPM
 # and DDPM presets on scikit-learn's digits (1500 steps each), sample them to PNG grids — UDPM in 3 network
 # calls, DDPM in 1000 — export the UDPM model to an ONNX bundle and sample that too, and run the CPU bench.
 # Everything lands under runs/demo/. On a GPU, the real recipes are train/*_fmnist32.toml (see README.md).
