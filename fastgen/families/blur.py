@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from fastgen.diffusion import blur
 from fastgen.families.base import ModelConfig, Sites, check_keys
 from fastgen.families.ddpm import DenoiserFamily
-from fastgen.families.denoising import DenoisingObjective
+from fastgen.families.denoising import DenoisingObjective, device_copies
 
 DIFFUSION_KEYS = {"num_steps", "beta_schedule", "blur_schedule", "blur_sigma", "final_blur_power", "basis"}
 
@@ -32,12 +32,10 @@ class BlurFamily(DenoiserFamily):
     def objective(self, networks: dict[str, nn.Module], loss: Mapping[str, Any]) -> DenoisingObjective:
         check_keys("[loss]", loss, set())
         schedule = self.schedule
-        on_device: dict[torch.device, blur.BlurSchedule] = {}
+        schedule_on = device_copies(schedule)
 
         def corrupt(x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-            if x0.device not in on_device:  # the [T, H, W] tables move once, not every step
-                on_device[x0.device] = schedule.to(x0.device)
-            return blur.q_sample(on_device[x0.device], x0, t, noise)
+            return blur.q_sample(schedule_on(x0.device), x0, t, noise)
 
         def target(x0: Tensor, noise: Tensor) -> Tensor:
             return noise

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from fastgen.diffusion import ddpm
 from fastgen.errors import FastgenError
 from fastgen.families.base import CallSite, Family, ImageSpec, ModelConfig, Sites, check_keys
-from fastgen.families.denoising import DenoisingObjective, denoiser_site
+from fastgen.families.denoising import DenoisingObjective, denoiser_site, device_copies
 from fastgen.families.presets import unet_preset
 from fastgen.nets.config import NetConfig
 
@@ -65,8 +65,10 @@ class DDPMFamily(DenoiserFamily):
         check_keys("[loss]", loss, set())
         schedule = self.schedule
 
+        schedule_on = device_copies(schedule)
+
         def corrupt(x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-            return ddpm.q_sample(schedule.to(x0.device), x0, t, noise)
+            return ddpm.q_sample(schedule_on(x0.device), x0, t, noise)
 
         def target(x0: Tensor, noise: Tensor) -> Tensor:
             return ddpm.training_target(schedule, x0, noise)

@@ -43,6 +43,18 @@ def denoiser_site(name: str, net: nn.Module, channels: int, resolution: int, num
     )
 
 
+def device_copies(schedule: Any) -> Callable[[torch.device], Any]:
+    """``copy_on(device)``: the schedule's tables on ``device``, moved once per device, not once per training step."""
+    copies: dict[torch.device, Any] = {}
+
+    def copy_on(device: torch.device) -> Any:
+        if device not in copies:
+            copies[device] = schedule.to(device)
+        return copies[device]
+
+    return copy_on
+
+
 def images_of(batch: Batch) -> Tensor:
     """The images of a batch that may carry labels."""
     return batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -17,7 +17,7 @@ from fastgen.diffusion import ddpm, pddpm
 from fastgen.errors import FastgenError
 from fastgen.families.base import CallSite, Family, ImageSpec, ModelConfig, Sites, check_keys
 from fastgen.families.ddpm import SCHEDULE_KEYS, denoiser_network, schedule_from
-from fastgen.families.denoising import DenoisingObjective, denoiser_site
+from fastgen.families.denoising import DenoisingObjective, denoiser_site, device_copies
 from fastgen.nets.config import NetConfig
 
 PYRAMID_KEYS = {"resolutions", "t_f", "t_s", "dt_s"}
@@ -52,8 +52,10 @@ class PDDPMFamily(Family):
         check_keys("[loss]", loss, set())
         schedule, resolutions = self.schedule, self.resolutions
 
+        schedule_on = device_copies(schedule)
+
         def corrupt(x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-            return ddpm.q_sample(schedule.to(x0.device), x0, t, noise)
+            return ddpm.q_sample(schedule_on(x0.device), x0, t, noise)
 
         def target(x0: Tensor, noise: Tensor) -> Tensor:
             return ddpm.training_target(schedule, x0, noise)

@@ -124,7 +124,17 @@ class ConvDown(nn.Module):
         return self.down(self.conv(x))
 
 
-class FourierFeatures(nn.Module):
+class SinusoidalFeatures(nn.Module):
+    """[sin, cos](label · freqs) for a scalar label per sample; subclasses choose the ``freqs`` buffer."""
+
+    freqs: torch.Tensor
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        phase = labels.to(self.freqs.dtype)[:, None] * self.freqs[None, :]
+        return torch.cat([phase.sin(), phase.cos()], dim=1)
+
+
+class FourierFeatures(SinusoidalFeatures):
     """Random Fourier features of a scalar label (NCSN++): [sin, cos](2π f·t), f ~ N(0, scale²)."""
 
     def __init__(self, channels: int, scale: float = 16.0) -> None:
@@ -132,12 +142,8 @@ class FourierFeatures(nn.Module):
         # Random but part of the trained model: a persistent buffer so checkpoints and ONNX graphs keep it.
         self.register_buffer("freqs", 2 * math.pi * scale * torch.randn(channels // 2))
 
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:
-        phase = labels.to(self.freqs.dtype)[:, None] * self.freqs[None, :]
-        return torch.cat([phase.sin(), phase.cos()], dim=1)
 
-
-class PositionalFeatures(nn.Module):
+class PositionalFeatures(SinusoidalFeatures):
     """Transformer sinusoidal features of a scalar label (DDPM++): frequencies 1 … 1/10000, endpoint included."""
 
     def __init__(self, channels: int, max_period: float = 10000.0) -> None:
@@ -145,10 +151,6 @@ class PositionalFeatures(nn.Module):
         half = channels // 2
         exponents = torch.arange(half, dtype=torch.float32) / max(half - 1, 1)
         self.register_buffer("freqs", max_period**-exponents, persistent=False)
-
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:
-        phase = labels.to(self.freqs.dtype)[:, None] * self.freqs[None, :]
-        return torch.cat([phase.sin(), phase.cos()], dim=1)
 
 
 class LabelEmbedding(nn.Module):
