@@ -181,15 +181,27 @@ def bench(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (timings on a shared CPU are steadier with 1)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the rows as JSON here."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG plot (images/s vs batch, GFLOPs per image) here."),
+    bandwidth: bool = typer.Option(False, "--bandwidth", help="Instead: the fused step kernels' GB/s against a device-to-device copy (GPU)."),
 ) -> None:
     """Benchmark every family's sampler: GFLOPs per image (FlopCounterMode, 2 per MAC), median latency and
-    images/s (CUDA events after warm-up on GPU, wall clock on CPU), printed as a table, optionally JSON + PNG."""
+    images/s (CUDA events after warm-up on GPU, wall clock on CPU), printed as a table, optionally JSON + PNG.
+
+    With --bandwidth: the memory-bound fused step kernels on 4096 float32 images of --res (default 64), each as
+    GB/s (fewest bytes over median time) and as a fraction of a 1 GiB copy_ measured in the same run."""
     import torch
 
     from fastgen.bench import run_bench
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if bandwidth:
+        from fastgen.bench import kernel_bandwidth, print_bandwidth, write_json
+
+        rows = kernel_bandwidth(res=res or 64, device="cuda" if device == "auto" else device)
+        print_bandwidth(rows, console)
+        if json_path is not None:
+            console.print(f"JSON: {write_json(rows, json_path)}")
+        return
     run_bench(res, _csv(batch, int), _csv(backend), _csv(families), preset, precision, repeats, warmup, json_path, plot,
               device=device, max_calls=max_calls, ddim_steps=ddim_steps or None, channels_last=channels_last,
               compile=compile_, kernels=kernels, checkpoint=checkpoint, console=console)  # fmt: skip

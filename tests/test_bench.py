@@ -16,6 +16,7 @@ from fastgen.bench import ROW_KEYS, preset_family, run_bench, workload
 from fastgen.errors import FastgenError
 from fastgen.families import FAMILIES
 from fastgen.nets.registry import build_network
+from test_kernels import requires_gpu  # the fused kernels' own skip rule (GPU + cuda.core)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +130,31 @@ def test_bad_options_are_one_clear_error(options: dict, message: str) -> None:
 def test_graph_backend_needs_cuda() -> None:
     with pytest.raises(FastgenError, match="graph backend captures CUDA graphs and needs a CUDA device"):
         run_bench(backends=["torch", "graph"], progress=False, console=Console(file=io.StringIO()))
+
+
+# --- fastgen bench --bandwidth: the fused step kernels against a device copy ---------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no GPU")
+def test_bandwidth_needs_a_gpu_and_says_so_in_one_line() -> None:
+    from typer.testing import CliRunner
+
+    from fastgen.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--bandwidth"])
+    assert isinstance(result.exception, FastgenError)
+    assert "needs a CUDA GPU" in str(result.exception)
+
+
+@requires_gpu
+def test_bandwidth_rows_are_sane_on_a_gpu(tmp_path: Path) -> None:
+    from fastgen.bench.bandwidth import BANDWIDTH_KEYS, kernel_bandwidth
+
+    rows = kernel_bandwidth(images=512, res=64, repeats=3)
+    assert [row["kernel"] for row in rows] == ["copy_", "udpm_posterior", "udpm_posterior", "ddpm_ancestral", "ddim"]
+    for row in rows:
+        assert tuple(row) == BANDWIDTH_KEYS
+        assert row["latency_ms"] > 0 and row["gb_per_s"] > 0
+        # No kernel moves its fewest bytes faster than a plain copy moves them by much (L2 can help a little).
+        assert 0 < row["of_copy"] < 2
+    assert rows[1]["bytes"] == 512 * 3 * (32 * 32 + 2 * 64 * 64) * 4  # x_l, x_hat in; x_{l-1} out

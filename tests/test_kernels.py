@@ -478,10 +478,10 @@ def test_gpu_misaligned_views_are_handled() -> None:
     x, model_out = storage[1:4098], storage[4098:]  # 4 bytes past 16-byte alignment: no vector loads
     out = ops.ddpm_ancestral_step(schedule, x, 50, model_out, PhiloxNoise(1, 2))
     reference = _reference_step(
-        schedule, x.double().cpu().reshape(1, -1), 50, None, None, model_out.double().cpu().reshape(1, -1),
-        philox.elementwise_noise(1, 2, (1, 4097)), False,
-    )  # fmt: skip
-    assert rel_err(out.reshape(1, -1), reference) <= 1e-5
+        schedule, x.double().cpu().reshape(1, 1, 1, -1), 50, None, None, model_out.double().cpu().reshape(1, 1, 1, -1),
+        philox.elementwise_noise(1, 2, (1, 1, 1, 4097)), False,
+    )  # fmt: skip  (the reference takes images: one 1×4097 "image")
+    assert rel_err(out.reshape(reference.shape), reference) <= 1e-5
 
 
 @requires_gpu

@@ -297,6 +297,27 @@ def test_resumed_run_repeats_the_uninterrupted_one(tmp_path):
     assert without_speed(tmp_path / "split") == without_speed(tmp_path / "whole")
 
 
+def test_time_budget_stops_at_a_log_point_and_resume_finishes_the_run(tmp_path):
+    whole = new_trainer(tmp_path / "whole", run__steps=12)
+    whole.run()
+
+    # A budget already spent when the first step ends: the run stops at the first log point (step 2).
+    budgeted = new_trainer(tmp_path / "split", run__steps=12, run__max_minutes=1e-9)
+    final = budgeted.run()
+    assert budgeted.step == 2 and final.name == "step_000002"
+    assert load_checkpoint(tmp_path / "split").step == 2
+
+    resumed = new_trainer(tmp_path / "split", resume=True, run__steps=12)
+    resumed.run()
+    assert budgeted.objective.losses + resumed.objective.losses == whole.objective.losses
+    assert_same_state(resumed.networks["model"].state_dict(), whole.networks["model"].state_dict())
+
+
+def test_negative_time_budget_is_a_recipe_error():
+    with pytest.raises(FastgenError, match="max_minutes"):
+        make_recipe(run__max_minutes=-1)
+
+
 def test_new_run_refuses_a_run_dir_with_checkpoints(tmp_path):
     new_trainer(tmp_path, run__steps=4).run()
     with pytest.raises(FastgenError, match="--resume"):

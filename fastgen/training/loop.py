@@ -149,24 +149,34 @@ class Trainer:
         self._start(resume)
 
     def run(self) -> Path:
-        """Train up to ``run.steps``; returns the final checkpoint's directory."""
+        """Train up to ``run.steps`` (or ``run.max_minutes``); returns the final checkpoint's directory."""
         run = self.recipe.run
         meter = _Meter()
+        deadline = time.monotonic() + run.max_minutes * 60 if run.max_minutes else math.inf
+        out_of_time = False
         with tqdm(total=run.steps, initial=self.step, desc=run.name, unit="step", disable=not self.env.is_main) as bar:
-            while self.step < run.steps:
+            while self.step < run.steps and not out_of_time:
                 started = time.perf_counter()
                 stats = self.train_step(next(self.batches))
                 meter.add(stats, time.perf_counter() - started, run.batch_size)
                 bar.update()
-                if self.step % run.log_every == 0 or self.step == run.steps:
+                logging = self.step % run.log_every == 0 or self.step == run.steps
+                if logging and deadline < math.inf:
+                    # Decided at log points only, and agreed over ranks, so every rank stops at the same step.
+                    late = torch.tensor([float(time.monotonic() > deadline)], device=self.device)
+                    out_of_time = distributed.mean(late, self.env).item() > 0
+                if logging:
                     record = {"step": self.step, **meter.summary(), "nan_skips": sum(self.nan_skips.values())}
                     meter = _Meter()
                     if self.env.is_main:
                         _append_log(self.run_dir / LOG_FILE, record)
                         loss = record.get(f"{MODEL}/loss", math.nan)  # absent if every update was skipped
                         bar.set_postfix(loss=f"{loss:.4g}", img_s=f"{record['images_per_s']:.1f}")
-                if self.step % run.checkpoint_every == 0 or self.step == run.steps:
+                if self.step % run.checkpoint_every == 0 or self.step == run.steps or out_of_time:
                     self.save()
+        if out_of_time and self.env.is_main:
+            print(f"{run.name}: run.max_minutes = {run.max_minutes:g} reached at step {self.step}; "
+                  "checkpoint written, --resume continues the run")
         return checkpoint_dir(self.run_dir, self.step)
 
     def train_step(self, batch: Batch) -> dict[str, float]:

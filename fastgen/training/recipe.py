@@ -2,7 +2,7 @@
 
 A recipe is a nested dict. The engine owns two sections and checks every key in them:
 
-    [run]    name, steps, batch_size (required); out_dir, seed, checkpoint_every,
+    [run]    name, steps, batch_size (required); max_minutes, out_dir, seed, checkpoint_every,
              keep_checkpoints, log_every, device ('auto' | 'cpu' | 'cuda')
     [optim]  lr (required); warmup_steps, betas, eps, grad_clip (0 = off), ema_decay
     [optim.<group>]  per-update-group overrides of lr, warmup_steps, betas, eps, grad_clip
@@ -57,6 +57,9 @@ class RunConfig:
         rule="a non-empty name without path separators",
     )
     steps: int = _setting(check=_positive, rule="> 0")
+    # A wall-clock budget for this invocation (0 = none): the run stops at the first log point past it and
+    # checkpoints there, so `--resume` continues it. For "train for 8 minutes" on a machine of unknown speed.
+    max_minutes: float = _setting(0.0, check=_non_negative, rule=">= 0 (0 = no time limit)")
     batch_size: int = _setting(check=_positive, rule="> 0 (the global batch, over all ranks)")
     out_dir: str = _setting("runs", check=bool, rule="a non-empty path")
     seed: int = _setting(0, check=_non_negative, rule=">= 0")

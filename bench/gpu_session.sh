@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# One call of the lent GPU machine (the device tool), as recorded in bench/results/ and train/results/:
+#   bash bench/gpu_session.sh train   # GPU tests + ~8-minute UDPM and DDPM trainings on Fashion-MNIST 32, sampled
+#   bash bench/gpu_session.sh bench   # fastgen bench: bf16 torch + graph, kernel bandwidth, fp32 torch (udpm, ddpm)
+# The machine is bare and offline: wheels it lacks travel in .whl/ and Fashion-MNIST in .data/ (both carried,
+# both git-ignored; see bench/README.md). Everything it writes goes under $OUT (at most 8 files come back).
+set -uo pipefail
+phase=${1:?usage: bash bench/gpu_session.sh train|bench [extra fastgen train options, e.g. --set run.log_every=50]}
+shift
+OUT=${OUT:-/tmp/fastgen-out}
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+fastgen() { python3 -m fastgen "$@"; }
+exec > >(tee -a "$OUT/session.log") 2>&1
+date -u; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.used --format=csv
+fastgen info
+
+case $phase in
+train)
+  data=${FASHION_MNIST_ROOT:-$PWD/.data/fashion-mnist}
+  runs=/tmp/runs; mkdir -p "$runs"; trainings=()
+  families=${FAMILIES:-udpm ddpm}
+  for family in $families; do
+    fastgen train "train/${family}_fmnist32.toml" --run-dir "$runs/$family" --set "data.root=\"$data\"" \
+      --set run.steps=1000000 --set "run.max_minutes=${MINUTES:-7.5}" --set run.checkpoint_every=10000 "$@" \
+      >"$runs/${family}_train.log" 2>&1 &
+    trainings+=($!)
+  done
+  # Correctness on the GPU while the (launch-bound, small-network) trainings run: timing is not measured here.
+  timeout 300 python3 -m pytest --timeout 120 ${GPU_TESTS:-tests/test_kernels.py tests/test_accel.py} -q -rs -p no:cacheprovider >"$OUT/gpu_tests.log" 2>&1
+  tail -3 "$OUT/gpu_tests.log"
+  wait "${trainings[@]}"  # (a bare wait would also wait for the tee above)
+  for family in $families; do
+    tail -c 600 "$runs/${family}_train.log" | tr '\r' '\n' | tail -4
+    cp "$runs/$family/losses.png" "$runs/${family}_fmnist32_losses.png"
+    cp "$runs/$family/log.jsonl" "$runs/${family}_fmnist32_log.jsonl"
+    cp "$runs/$family/recipe.json" "$runs/${family}_fmnist32_recipe.json"
+    case $family in
+    udpm)
+      fastgen sample "$runs/udpm" --n 64 --seed 0 --out "$runs/udpm_fmnist32_samples.png"
+      fastgen sample "$runs/udpm" --n 64 --seed 1 --interpolate --out "$runs/udpm_fmnist32_interpolation.png" ;;
+    ddpm)
+      fastgen sample "$runs/ddpm" --n 64 --seed 0 --sampler ancestral --out "$runs/ddpm_fmnist32_ancestral1000.png"
+      fastgen sample "$runs/ddpm" --n 64 --seed 0 --sampler ddim --steps 50 --out "$runs/ddpm_fmnist32_ddim50.png" ;;
+    esac
+  done
+  (cd "$runs" && tar -czf "$OUT/train_results.tgz" ./*.png ./*.jsonl ./*.log)
+  ;;
+bench)
+  # Paper 64x64 networks, random weights. Long DDPM chains are timed over 5 calls and scaled (the rows say so).
+  common=(--families udpm,ddpm --batch 1,64,256 --ddim-steps 0 --max-calls 5)
+  timeout 170 python3 -m fastgen bench "${common[@]}" --precision bf16 --backend torch,graph --json "$OUT/h100_bf16.json" --plot "$OUT/h100_bf16.png"
+  timeout 45 python3 -m fastgen bench --bandwidth --json "$OUT/h100_bandwidth.json"
+  timeout 90 python3 -m fastgen bench "${common[@]}" --precision fp32 --backend torch --json "$OUT/h100_fp32.json"
+  ;;
+*) echo "unknown phase $phase"; exit 2 ;;
+esac
+date -u
