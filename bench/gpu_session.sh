@@ -2,10 +2,11 @@
 # One call of the lent GPU machine (the device tool), as recorded in bench/results/ and train/results/:
 #   bash bench/gpu_session.sh train   # GPU tests + ~8-minute UDPM and DDPM trainings on Fashion-MNIST 32, sampled
 #   bash bench/gpu_session.sh bench   # fastgen bench: bf16 torch + graph, kernel bandwidth, fp32 torch (udpm, ddpm)
+#   bash bench/gpu_session.sh profile # torch.profiler op tables of the bf16 samplers, then the torch.compile rows
 # The machine is bare and offline: wheels it lacks travel in .whl/ and Fashion-MNIST in .data/ (both carried,
 # both git-ignored; see bench/README.md). Everything it writes goes under $OUT (at most 8 files come back).
 set -uo pipefail
-phase=${1:?usage: bash bench/gpu_session.sh train|bench [extra fastgen train options, e.g. --set run.log_every=50]}
+phase=${1:?usage: bash bench/gpu_session.sh train|bench|profile [extra fastgen train options, e.g. --set run.log_every=50]}
 shift
 OUT=${OUT:-/tmp/fastgen-out}
 mkdir -p "$OUT"
@@ -56,6 +57,14 @@ bench)
   timeout 170 python3 -m fastgen bench "${common[@]}" --precision bf16 --backend torch,graph --json "$OUT/h100_bf16.json" --plot "$OUT/h100_bf16.png"
   timeout 45 python3 -m fastgen bench --bandwidth --json "$OUT/h100_bandwidth.json"
   timeout 90 python3 -m fastgen bench "${common[@]}" --precision fp32 --backend torch --json "$OUT/h100_fp32.json"
+  ;;
+profile)
+  # Where the bf16 time goes (eager op tables, first calls of each sampler), then the torch.compile rows.
+  python3 -m fastgen bench --families udpm,ddpm --batch 1,256 --precision bf16 --backend torch --ddim-steps 0 \
+    --max-calls 3 --profile /tmp/profiles
+  tar -C /tmp -czf "$OUT/h100_profiles.tgz" profiles
+  timeout 420 python3 -m fastgen bench --families udpm,ddpm --batch 1,64,256 --ddim-steps 0 --max-calls 5 \
+    --precision bf16 --compile --backend graph --json "$OUT/h100_bf16_compile.json" --plot "$OUT/h100_bf16_compile.png"
   ;;
 *) echo "unknown phase $phase"; exit 2 ;;
 esac

@@ -181,6 +181,7 @@ def bench(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (timings on a shared CPU are steadier with 1)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the rows as JSON here."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG plot (images/s vs batch, GFLOPs per image) here."),
+    profile: Path | None = typer.Option(None, "--profile", help="Also write a torch.profiler op table of one eager sample per row into this folder."),
     bandwidth: bool = typer.Option(False, "--bandwidth", help="Instead: the fused step kernels' GB/s against a device-to-device copy (GPU)."),
 ) -> None:
     """Benchmark every family's sampler: GFLOPs per image (FlopCounterMode, 2 per MAC), median latency and
@@ -204,7 +205,7 @@ def bench(
         return
     run_bench(res, _csv(batch, int), _csv(backend), _csv(families), preset, precision, repeats, warmup, json_path, plot,
               device=device, max_calls=max_calls, ddim_steps=ddim_steps or None, channels_last=channels_last,
-              compile=compile_, kernels=kernels, checkpoint=checkpoint, console=console)  # fmt: skip
+              compile=compile_, kernels=kernels, checkpoint=checkpoint, profile_dir=profile, console=console)  # fmt: skip
 
 
 def main() -> None:

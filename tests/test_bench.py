@@ -119,6 +119,7 @@ def test_paper_ddpm_step_gflops() -> None:
         ({"max_calls": 0}, "max_calls must be an integer ≥ 1"),
         ({"kernels": "magic"}, "unknown kernels choice 'magic'"),
         ({"checkpoint": "x", "res": 32}, "a checkpoint fixes the family"),
+        ({"profile_dir": __file__}, "cannot create the profile folder"),
     ],
 )
 def test_bad_options_are_one_clear_error(options: dict, message: str) -> None:
@@ -130,6 +131,19 @@ def test_bad_options_are_one_clear_error(options: dict, message: str) -> None:
 def test_graph_backend_needs_cuda() -> None:
     with pytest.raises(FastgenError, match="graph backend captures CUDA graphs and needs a CUDA device"):
         run_bench(backends=["torch", "graph"], progress=False, console=Console(file=io.StringIO()))
+
+
+def test_profile_writes_one_op_table_per_sampler_and_batch(tmp_path: Path) -> None:
+    run_bench(families=["udpm", "ddpm"], batches=[2], ddim_steps=None, repeats=1, warmup=0, profile_dir=tmp_path,
+              progress=False, console=Console(file=io.StringIO()))  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ddpm_1-step_fp32_b2.txt", "ddpm_ancestral_fp32_b2.txt", "udpm_levels_fp32_b2.txt"
+    ]
+    udpm = (tmp_path / "udpm_levels_fp32_b2.txt").read_text()
+    assert udpm.startswith("udpm · batch 2 · first 3 network call(s) · sorted by self_cpu_time_total")
+    assert "aten::convolution" in udpm or "aten::conv2d" in udpm  # the network ran under the profiler
+    # The 1000-step chain is profiled over the CPU default's first 4 calls only.
+    assert "first 4 network call(s)" in (tmp_path / "ddpm_ancestral_fp32_b2.txt").read_text()
 
 
 # --- fastgen bench --bandwidth: the fused step kernels against a device copy ---------------------------------

@@ -19,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import statistics
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -193,3 +195,36 @@ def time_graph(timer: Timer, family: Family, sites: Sites, work: Workload, batch
                            warmup=1, max_calls=max_calls if scaled else None, **options)  # fmt: skip
     timing = Timing(timer(sampler.replay) * work.nfe / sampler.calls, "scaled" if scaled else "direct", sampler.calls)
     return timing, sampler.fused
+
+
+def profile_eager(family: Family, sites: Sites, batch: int, device: torch.device, max_calls: int, path: str | Path,
+                  **options: Any) -> Path:  # fmt: skip
+    """One sample of the family's own sampler (its first ``max_calls`` network calls) under ``torch.profiler``,
+    after one untimed run; writes the op table, heaviest first (device time on a GPU, CPU time on a CPU), to ``path``.
+
+    Eager, so every kernel shows under the op that launched it (a CUDA graph replay shows as one launch).
+    """
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    budget = CallBudget(sites, max_calls)
+
+    def sample(run_sites: Sites) -> None:
+        with torch.inference_mode():
+            family.sample(run_sites, batch, generator=torch.Generator(device).manual_seed(0), device=device, **options)
+
+    budget.run(sample)
+    with torch.profiler.profile(activities=activities) as profiler:
+        budget.run(sample)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path = Path(path)
+    header = f"{family.name} · batch {batch} · first {min(max_calls, budget.used)} network call(s) · sorted by {sort_by}\n"
+    path.write_text(header + profiler.key_averages().table(sort_by=sort_by, row_limit=40) + "\n")
+    return path
+
+
+def profile_file_name(family: str, sampler: str, precision: str, batch: int) -> str:
+    """``udpm_levels_bf16_b256.txt``: a profile's file name, safe on any file system."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{family}_{sampler}_{precision}_b{batch}") + ".txt"

@@ -107,6 +107,7 @@ def run_bench(
     compile: bool = False,
     kernels: str = "auto",
     checkpoint: str | Path | None = None,
+    profile_dir: str | Path | None = None,
     progress: bool = True,
     console: Console | None = None,
 ) -> list[dict[str, Any]]:
@@ -117,6 +118,8 @@ def run_bench(
     ``max_calls``: samplers with more network calls are timed ``scaled`` or ``summed``, see
     :mod:`fastgen.bench.measure`. ``ddim_steps``: DDPM's DDIM row (None: none). ``checkpoint``: bench that
     trained model instead of presets (its family and resolution; ``families``, ``res``, ``preset`` must be None).
+    ``profile_dir``: also profile one eager sample per family × sampler × batch (its first ``max_calls`` calls) with
+    ``torch.profiler`` and write each op table there (:func:`fastgen.bench.measure.profile_eager`).
     """
     device = resolve_device(device)
     defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
@@ -140,6 +143,11 @@ def run_bench(
         raise FastgenError(f"unknown kernels choice {kernels!r}; choose one of {', '.join(KERNEL_CHOICES)}")
     dtype = resolve_precision(precision)
     models = _models(checkpoint, families, res, preset, defaults.preset)
+    if profile_dir is not None:
+        try:  # before any timing: a bad folder must not cost a long run
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise FastgenError(f"cannot create the profile folder {profile_dir}: {error.strerror or error}") from None
 
     console = console or Console()
     name = device_name(device)
@@ -170,6 +178,11 @@ def run_bench(
                                   batch / latency * 1e3, name)  # fmt: skip
                         rows.append(dict(zip(ROW_KEYS, values, strict=True)))
                         bar.advance(task)
+                if profile_dir is not None:
+                    for batch in batches:
+                        file_name = measure.profile_file_name(family.name, sampler, precision_name(dtype), batch)
+                        measure.profile_eager(family, sites, batch, device, max_calls, Path(profile_dir) / file_name,
+                                              **options)  # fmt: skip
 
     source = str(checkpoint) if checkpoint is not None else f"preset {preset or defaults.preset} (random weights)"
     size = models[0][0].image.resolution
@@ -181,6 +194,8 @@ def run_bench(
         console.print("(scaled: k calls): the chain's first k calls and their steps, timed, × nfe / k")
     if any("(summed)" in row["sampler"] for row in rows):
         console.print("(summed): the sampler timed with cached network outputs + calls × the time of one real call")
+    if profile_dir is not None:
+        console.print(f"profiles (eager samples, torch.profiler op tables): {profile_dir}")
     if json_path is not None:
         console.print(f"JSON: {write_json(rows, json_path)}")
     if plot_path is not None:
