@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from fastgen.errors import FastgenError
 from fastgen.families import Family, Sites, module_sites
+from fastgen.nets.precision import to_precision
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -85,7 +86,7 @@ def prepare_sites(
     copies = copy.deepcopy({name: site for name, site in sites.items() if isinstance(site, nn.Module)})
     prepared: dict[str, Callable[..., Tensor]] = dict(sites)
     for name, module in copies.items():
-        module = module.to(device=device, dtype=dtype).eval()
+        module = to_precision(module.to(device), dtype).eval()  # noise features stay float32
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
         prepared[name] = TorchSite(torch.compile(module) if compile else module, dtype, channels_last)

@@ -19,13 +19,12 @@ from torch import Tensor, nn
 
 from fastgen.errors import FastgenError
 from fastgen.families import CallSite
-from fastgen.nets.layers import FIRResample, FourierFeatures, PositionalFeatures
+from fastgen.nets.layers import FIRResample
+from fastgen.nets.precision import NOISE_FEATURES, to_precision
 
 MIN_OPSET = 17
 # The TorchScript exporter writes opsets up to 20; higher ones go through ONNX's version converter.
 TORCHSCRIPT_MAX_OPSET = 20
-# Sinusoidal noise features stay float32 in every reduced-precision graph: their phases reach ~1000 rad.
-NOISE_FEATURES = (FourierFeatures, PositionalFeatures)
 BATCH_AXIS = "batch"
 
 
@@ -71,21 +70,12 @@ class ReducedPrecision(nn.Module):
 
     def __init__(self, module: nn.Module, precision: Precision) -> None:
         super().__init__()
-        self.module = copy.deepcopy(module).to(precision.dtype)
+        self.module = to_precision(copy.deepcopy(module), precision.dtype, precision.float32_modules)
         self.dtype = precision.dtype
-        for sub in self.module.modules():
-            if isinstance(sub, precision.float32_modules):
-                sub.float()
-                sub.register_forward_pre_hook(lambda _module, args: tuple(_to_float32(a) for a in args))
-                sub.register_forward_hook(lambda _module, _args, out: out.to(precision.dtype))
 
     def forward(self, *inputs: Tensor) -> Tensor:
         cast = (x.to(self.dtype) if x.ndim > 1 else x for x in inputs)
         return self.module(*cast).float()
-
-
-def _to_float32(value: object) -> object:
-    return value.float() if isinstance(value, Tensor) and value.is_floating_point() else value
 
 
 def site_module(site: CallSite, precision: Precision) -> nn.Module:
