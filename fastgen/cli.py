@@ -95,6 +95,7 @@ def sample(
     sampler: str | None = typer.Option(None, "--sampler", help="DDPM/PDDPM-style families: ancestral (all T steps) or ddim."),
     steps: int | None = typer.Option(None, "--steps", help="DDIM steps (with --sampler ddim)."),
     eta: float | None = typer.Option(None, "--eta", help="DDIM eta: 0 deterministic, 1 ancestral-like."),
+    clip_x0: bool = typer.Option(False, "--clip-x0", help="DDPM/PDDPM: clamp each step's clean-image estimate to [-1, 1] (steadies short DDIM chains of young models)."),
     t_f: int | None = typer.Option(None, "--t-f", help="PDDPM: steps of the full reverse at the coarsest resolution."),
     t_s: int | None = typer.Option(None, "--t-s", help="PDDPM: steps of the scaled schedule at the finer resolutions."),
     dt_s: float | None = typer.Option(None, "--dt-s", help="PDDPM: CCDF restart point as a fraction of T_s (0 < dt_s ≤ 1)."),
@@ -109,7 +110,8 @@ def sample(
     from fastgen.data import save_image_grid
     from fastgen.runtime import load_for_sampling
 
-    options = {name: value for name, value in dict(sampler=sampler, steps=steps, eta=eta, t_f=t_f, t_s=t_s, dt_s=dt_s).items()
+    options = {name: value for name, value in dict(sampler=sampler, steps=steps, eta=eta, t_f=t_f, t_s=t_s, dt_s=dt_s,
+                                                  clip_x0=clip_x0 or None).items()
                if value is not None}  # fmt: skip
     model = load_for_sampling(checkpoint, backend=backend, device=api.resolve_device(device), weights=weights)
     if interpolate or save_latents is not None:
