@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import Tensor, nn
 
-from fastgen.accel import GraphSampler, TorchSite, as_sites, plan_for, prepare_sites
+from fastgen.accel import PLANS, GraphSampler, TorchSite, as_sites, plan_for, prepare_sites
 from fastgen.api import model_config_from_recipe
 from fastgen.errors import FastgenError
 from fastgen.families import FAMILIES, Family, build_family, module_sites
@@ -39,8 +41,11 @@ CASES = [
     ("ddpm", {"num_steps": 20}, {"sampler": "ddim", "steps": 4, "clip_x0": True}),
     ("blur", {"num_steps": 8}, {}),
     ("blur", {"num_steps": 8, "basis": "dct"}, {}),
+    ("pddpm", {"num_steps": 20, "resolutions": [4, 8, 16]}, {"t_s": 10, "dt_s": 0.4}),
+    ("pddpm", {"num_steps": 20, "resolutions": [8, 16]}, {"t_f": 6, "t_s": 5, "dt_s": 0.6, "eta": 0.0, "clip_x0": True}),
 ]
-IDS = ["udpm-box", "udpm-gaussian", "ddpm-ancestral", "ddim-eta", "ddim-clip", "blur-fourier", "blur-dct"]
+IDS = ["udpm-box", "udpm-gaussian", "ddpm-ancestral", "ddim-eta", "ddim-clip", "blur-fourier", "blur-dct",
+       "pddpm-ancestral", "pddpm-ddim-clip"]
 
 
 # ------------------------------------------------------------------------------------------------- CPU
@@ -99,12 +104,12 @@ def test_plan_errors_name_the_problem() -> None:
         plan_for(family, 0, "cpu")
     with pytest.raises(FastgenError, match="latents in the graph"):
         plan_for(family, 2, "cpu", latents=None)
-    unplanned = [name for name in FAMILIES if name not in ("udpm", "ddpm", "blur")]
-    if unplanned:
-        other = build_family(model_config_from_recipe({"model": {"family": unplanned[0], "resolution": 16,
-                                                                  "channels": 3, "network": {"preset": "tiny"}}}))
-        with pytest.raises(FastgenError, match=f"no graph plan for the {unplanned[0]} family"):
-            plan_for(other, 2, "cpu")
+    ddpm_family, _ = tiny_model("ddpm", num_steps=20)
+    unplanned = copy.copy(ddpm_family)
+    unplanned.name = "unplanned"  # a family the plans do not know
+    with pytest.raises(FastgenError, match="no graph plan for the unplanned family"):
+        plan_for(unplanned, 2, "cpu")
+    assert set(PLANS) == set(FAMILIES)  # every built-in family has one
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no GPU")

@@ -172,3 +172,14 @@ def test_bandwidth_rows_are_sane_on_a_gpu(tmp_path: Path) -> None:
         # No kernel moves its fewest bytes faster than a plain copy moves them by much (L2 can help a little).
         assert 0 < row["of_copy"] < 2
     assert rows[1]["bytes"] == 512 * 3 * (32 * 32 + 2 * 64 * 64) * 4  # x_l, x_hat in; x_{l-1} out
+
+
+def test_graph_rows_of_a_long_multi_site_sampler_are_skipped_with_a_reason() -> None:
+    from fastgen.bench.run import _graph_skip
+
+    family = preset_family("pddpm", 16, "tiny")
+    sites = family.call_sites({"model": build_network(family.config.networks["model"])})
+    work = workload(family, sites)
+    assert work.nfe > 20 and not work.single_site
+    assert "--max-calls" in _graph_skip(family, "pyramid", work, 20)
+    assert _graph_skip(family, "pyramid", work, work.nfe) is None  # captured whole when the budget covers it

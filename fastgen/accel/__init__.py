@@ -1,7 +1,7 @@
 """GPU runtime: a whole multi-level sample (network calls, fused steps, noise) in one CUDA graph per batch size.
 
 * :class:`GraphSampler` — capture once, ``sample(seed)`` per batch (owns the graph, its generator and buffers).
-* :func:`plan_for` — the capturable form of a family's sampler (UDPM, DDPM/DDIM, blur); runs eagerly too.
+* :func:`plan_for` — the capturable form of a family's sampler (UDPM, DDPM/DDIM, PDDPM pyramid, blur); runs eagerly too.
 * :func:`prepare_sites` — the torch network backend: precision, channels_last, ``torch.compile``.
 
 Importing this package needs no GPU; building a :class:`GraphSampler` does.

@@ -18,12 +18,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from fastgen.diffusion import blur, ddpm, udpm
+from fastgen.diffusion import blur, ddpm, pddpm, udpm
 from fastgen.errors import FastgenError
 from fastgen.families import Family, Sites
 from fastgen.families.blur import BlurFamily
 from fastgen.families.ddpm import SAMPLERS as DDPM_SAMPLERS
 from fastgen.families.ddpm import DDPMFamily
+from fastgen.families.pddpm import PDDPMFamily
 from fastgen.families.udpm import UDPMFamily
 from fastgen.kernels import loader, ops
 
@@ -121,6 +122,21 @@ class UDPMPlan(SamplePlan):
         return ops.udpm_posterior_step(self.process, x, x_hat, level, None if final else noise(x_hat.shape))
 
 
+def _timestep_rows(timesteps: list[int], batch_size: int, device: torch.device) -> Tensor:
+    """Row i: step i's timestep for the whole batch (``timesteps`` ends with -1, the clean image); made once,
+    a static input of the graph."""
+    return torch.tensor(timesteps, dtype=torch.float32, device=device)[:, None].repeat(1, batch_size)
+
+
+def _ddim_step(fused: bool, schedule: ddpm.DiffusionSchedule, x: Tensor, timesteps: list[int], rows: Tensor, i: int,
+               model_out: Tensor, eta: float, noise: Tensor | None, clip_x0: bool) -> Tensor:  # fmt: skip
+    """DDIM step i of a chain, from ``timesteps[i]`` to ``timesteps[i + 1]``: the fused kernel (host constants from
+    the CPU ``schedule``) or the reference (``schedule`` and ``rows`` on the device)."""
+    if fused:
+        return ops.ddim_step(schedule, x, timesteps[i], timesteps[i + 1], model_out, eta, noise, clip_x0)
+    return ddpm.ddim_step(schedule, x, rows[i], rows[i + 1], model_out, eta, noise, clip_x0)
+
+
 class _ChainPlan(SamplePlan):
     """A reverse chain over fixed ``timesteps``: per step one ``denoiser`` call and one reverse step."""
 
@@ -128,8 +144,7 @@ class _ChainPlan(SamplePlan):
                  max_calls: int | None) -> None:  # fmt: skip
         super().__init__(family, batch_size, device, len(timesteps), fused, max_calls)
         self.timesteps = [*timesteps, -1]  # -1 marks the step to the clean image
-        # Row i holds step i's timestep for the whole batch: made once, a static input of the graph.
-        self._t = torch.tensor(self.timesteps, dtype=torch.float32, device=device)[:, None].repeat(1, batch_size)
+        self._t = _timestep_rows(self.timesteps, batch_size, device)
 
     def run(self, sites: Sites, noise: NoiseSource) -> Tensor:
         denoiser = sites["denoiser"]
@@ -174,13 +189,11 @@ class DDPMPlan(_ChainPlan):
     def _step(self, x: Tensor, i: int, model_out: Tensor, noise: NoiseSource) -> Tensor:
         t, t_prev = self.timesteps[i], self.timesteps[i + 1]
         z = noise(x.shape) if self.noisy and t_prev >= 0 else None  # the last step has zero variance
+        if not self.ancestral:
+            return _ddim_step(self.fused, self.schedule, x, self.timesteps, self._t, i, model_out, self.eta, z, self.clip_x0)
         if self.fused:
-            if self.ancestral:
-                return ops.ddpm_ancestral_step(self.schedule, x, t, model_out, z, self.clip_x0)
-            return ops.ddim_step(self.schedule, x, t, t_prev, model_out, self.eta, z, self.clip_x0)
-        if self.ancestral:
-            return ddpm.ancestral_step(self.schedule, x, self._t[i], model_out, z, self.clip_x0)
-        return ddpm.ddim_step(self.schedule, x, self._t[i], self._t[i + 1], model_out, self.eta, z, self.clip_x0)
+            return ops.ddpm_ancestral_step(self.schedule, x, t, model_out, z, self.clip_x0)
+        return ddpm.ancestral_step(self.schedule, x, self._t[i], model_out, z, self.clip_x0)
 
 
 class BlurPlan(_ChainPlan):
@@ -207,7 +220,52 @@ class BlurPlan(_ChainPlan):
         return blur.reverse_step(self.schedule, x, t, model_out, torch.zeros_like(x) if z is None else z)
 
 
-PLANS: dict[str, type[SamplePlan]] = {plan.family_class.name: plan for plan in (UDPMPlan, DDPMPlan, BlurPlan)}
+class PDDPMPlan(SamplePlan):
+    """PDDPM (Alg. 1) as :meth:`PDDPMFamily.sample`: DDIM(η) over T_f steps at the coarsest size, then per finer
+    size ×2 upsampling, a CCDF re-noise to the restart timestep and DDIM(η) down to the clean image."""
+
+    family_class = PDDPMFamily
+
+    def __init__(self, family: PDDPMFamily, batch_size: int, device: torch.device, kernels: str,
+                 max_calls: int | None, **options: Any) -> None:  # fmt: skip
+        settings = family.pyramid_settings(options)
+        schedule = family.schedule
+        coarse_steps, (t_restart, fine_steps) = pddpm.pyramid_steps(
+            schedule, settings["coarse_steps"], settings["fine_steps"], settings["renoise_fraction"])
+        last = schedule.num_steps - 1
+        chains = [ddpm.ddim_timesteps(coarse_steps, last)] + [ddpm.ddim_timesteps(fine_steps, t_restart)] * (
+            len(family.resolutions) - 1)
+        super().__init__(family, batch_size, device, sum(map(len, chains)), use_fused(kernels, device), max_calls)
+        self.eta, self.clip_x0 = settings["eta"], settings["clip_x0"]
+        self.resolutions = family.resolutions
+        self.chains = [[*timesteps, -1] for timesteps in chains]  # -1 marks the step to the clean image
+        self._rows = [_timestep_rows(timesteps, batch_size, device) for timesteps in self.chains]
+        on_device = schedule.to(device)
+        self.schedule = schedule if self.fused else on_device
+        # q(x_t | x_0) at the restart timestep, as 0-d device tensors: the same float32 products as ddpm.q_sample.
+        self._restart = (on_device.sqrt_alphas_cumprod[t_restart], on_device.sqrt_one_minus_alphas_cumprod[t_restart])
+        coarse = self.resolutions[0]
+        self.coarse_shape = (batch_size, family.image.channels, coarse, coarse)
+
+    def run(self, sites: Sites, noise: NoiseSource) -> Tensor:
+        x = noise(self.coarse_shape)
+        calls = 0
+        for level, (resolution, timesteps, rows) in enumerate(zip(self.resolutions, self.chains, self._rows)):
+            if level:
+                upsampled = pddpm.upsample(x)
+                x = self._restart[0] * upsampled + self._restart[1] * noise(upsampled.shape)
+            site = sites[f"res_{resolution}"]
+            for i in range(len(timesteps) - 1):
+                if calls == self.calls:
+                    return x
+                model_out = site(x, rows[i])
+                z = noise(x.shape) if self.eta > 0 and timesteps[i + 1] >= 0 else None
+                x = _ddim_step(self.fused, self.schedule, x, timesteps, rows, i, model_out, self.eta, z, self.clip_x0)
+                calls += 1
+        return x
+
+
+PLANS: dict[str, type[SamplePlan]] = {plan.family_class.name: plan for plan in (UDPMPlan, DDPMPlan, PDDPMPlan, BlurPlan)}
 
 
 def plan_for(family: Family, batch_size: int, device: torch.device | str, *, kernels: str = "auto",

@@ -164,8 +164,9 @@ def run_bench(
             for sampler, options in samplers(family, ddim_steps):
                 work = measure.Workload(measure.count_calls(family, call_sites, **options), flops)
                 for backend in backends:
-                    if backend == "graph" and family.name not in PLANS:
-                        notes.append(f"graph · {family.name}: no graph plan for this family yet, not benched")
+                    skip = _graph_skip(family, sampler, work, max_calls) if backend == "graph" else None
+                    if skip is not None:
+                        notes.append(skip)
                         bar.advance(task, len(batches))
                         continue
                     for batch in batches:
@@ -214,6 +215,17 @@ def _time(backend: str, timer: measure.Timer, family: Family, sites: Sites, call
     notes.append(f"graph · {family.name}: {'fused step kernels' if fused else 'torch reference steps'}")
     torch.cuda.empty_cache()  # the graph and its private memory pool are gone: give the memory back
     return timing
+
+
+def _graph_skip(family: Family, sampler: str, work: measure.Workload, max_calls: int) -> str | None:
+    """Why the graph backend does not bench this sampler, or None when it does."""
+    if family.name not in PLANS:
+        return f"graph · {family.name}: no graph plan for this family yet, not benched"
+    if not work.single_site and work.nfe > max_calls:
+        # A cut graph of a multi-site sampler is not a fixed fraction of its sample, so it cannot be scaled.
+        return (f"graph · {family.name} {sampler}: {work.nfe} calls over several call sites, more than max_calls = "
+                f"{max_calls}; not benched (--max-calls {work.nfe} captures the whole sample)")
+    return None
 
 
 _Model = tuple[Family, dict[str, nn.Module] | None]

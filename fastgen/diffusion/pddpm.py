@@ -194,12 +194,7 @@ def sample_pyramidal(
     Returns the finest image, or with ``return_levels`` the list of images per resolution (coarsest first).
     """
     check_resolutions(resolutions)
-    restart = _ccdf_restart(schedule, fine_steps, renoise_fraction)
-    coarse_steps = schedule.num_steps if coarse_steps is None else coarse_steps
-    if not isinstance(coarse_steps, int) or not 1 <= coarse_steps <= schedule.num_steps:
-        raise FastgenError(f"coarse_steps (T_f) must be an integer in [1, {schedule.num_steps}], got {coarse_steps!r}")
-    if fine_steps > coarse_steps:
-        raise FastgenError(f"fine_steps (T_s) = {fine_steps} must not exceed coarse_steps (T_f) = {coarse_steps}")
+    coarse_steps, restart = pyramid_steps(schedule, coarse_steps, fine_steps, renoise_fraction)
     coarse = resolutions[0]
     if (batch_size is None) == (x_start is None):
         raise FastgenError("give exactly one of batch_size (start from pure noise) or x_start (an explicit x_T)")
@@ -365,6 +360,21 @@ def _at_level(predictor: CoordinatePredictor, like: Tensor, num_frequencies: int
         batch, height, width, num_frequencies=num_frequencies, device=like.device, dtype=like.dtype
     )
     return lambda x, t: predictor(with_coordinates(x, encoding), t)
+
+
+def pyramid_steps(schedule: DiffusionSchedule, coarse_steps: int | None, fine_steps: int,
+                  renoise_fraction: float) -> tuple[int, tuple[int, int]]:  # fmt: skip
+    """Alg. 1's step counts, checked: (T_f, (CCDF restart timestep, reverse steps per finer level)).
+
+    ``coarse_steps`` None means T. Shared by :func:`sample_pyramidal` and the CUDA-graph plan of the same sampler.
+    """
+    restart = _ccdf_restart(schedule, fine_steps, renoise_fraction)
+    coarse_steps = schedule.num_steps if coarse_steps is None else coarse_steps
+    if not isinstance(coarse_steps, int) or not 1 <= coarse_steps <= schedule.num_steps:
+        raise FastgenError(f"coarse_steps (T_f) must be an integer in [1, {schedule.num_steps}], got {coarse_steps!r}")
+    if fine_steps > coarse_steps:
+        raise FastgenError(f"fine_steps (T_s) = {fine_steps} must not exceed coarse_steps (T_f) = {coarse_steps}")
+    return coarse_steps, restart
 
 
 def _ccdf_restart(schedule: DiffusionSchedule, fine_steps: int, renoise_fraction: float) -> tuple[int, int]:

@@ -86,15 +86,23 @@ class PDDPMFamily(Family):
                device: torch.device | str = "cpu", progress: bool = False, **options: Any) -> Tensor:
         """Alg. 1: ``t_f`` steps at the coarsest size (default T), then per level a CCDF restart at
         ``dt_s``·T reversed in ``dt_s``·``t_s`` steps (defaults 100 and 0.3); ``eta`` 1 ancestral, 0 DDIM."""
-        self.check_sampler_options(options)
         return pddpm.sample_pyramidal(
             self.coordinate_predictor(sites), self.schedule, self.resolutions, batch_size, self.image.channels,
-            coarse_steps=options.get("t_f", self.config.diffusion.get("t_f")),
-            fine_steps=options.get("t_s", self.config.diffusion.get("t_s", 100)),
-            renoise_fraction=options.get("dt_s", self.config.diffusion.get("dt_s", 0.3)),
-            eta=options.get("eta", 1.0), clip_x0=options.get("clip_x0", False),
-            generator=generator, device=device, progress=progress,
+            **self.pyramid_settings(options), generator=generator, device=device, progress=progress,
         )  # fmt: skip
+
+    def pyramid_settings(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The sampler options (checked) with the recipe's [diffusion] defaults filled in, as
+        :func:`~fastgen.diffusion.pddpm.sample_pyramidal` names them (the graph plan reads the same)."""
+        self.check_sampler_options(options)
+        defaults = self.config.diffusion
+        return {
+            "coarse_steps": options.get("t_f", defaults.get("t_f")),
+            "fine_steps": options.get("t_s", defaults.get("t_s", 100)),
+            "renoise_fraction": options.get("dt_s", defaults.get("dt_s", 0.3)),
+            "eta": options.get("eta", 1.0),
+            "clip_x0": options.get("clip_x0", False),
+        }
 
     def super_resolve(self, sites: Sites, measurement: Tensor, *, generator: torch.Generator | None = None,
                       progress: bool = False, **options: Any) -> Tensor:  # fmt: skip
