@@ -7,7 +7,6 @@
 """
 
 from fastgen.bench.bandwidth import BANDWIDTH_KEYS, kernel_bandwidth, print_bandwidth
-
 from fastgen.bench.measure import CallBudget, Timer, Timing, Workload, count_calls, flops_per_call, workload
 from fastgen.bench.report import ROW_KEYS, udpm_over_ddpm_step, write_json, write_plot
 from fastgen.bench.run import BACKENDS, CPU_DEFAULTS, GPU_DEFAULTS, PRESETS, preset_family, run_bench, samplers

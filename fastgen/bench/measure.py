@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import statistics
 import re
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,16 +158,22 @@ class CallBudget:
             sample(self.sites)
 
 
-def time_eager(timer: Timer, family: Family, sites: Sites, call_sites: list[CallSite], work: Workload, batch: int,
-               max_calls: int, **options: Any) -> Timing:  # fmt: skip
-    """The family's own sampler on ``sites`` (the torch backend), timed ``direct``, ``scaled`` or ``summed``."""
-    device = timer.device
+def _sampler(family: Family, batch: int, device: torch.device, **options: Any) -> Callable[[Sites], None]:
+    """``sample(sites)``: one run of the family's own sampler on ``batch`` images (noise from one seeded generator)."""
     generator = torch.Generator(device).manual_seed(0)
 
     def sample(run_sites: Sites) -> None:
         with torch.inference_mode():
             family.sample(run_sites, batch, generator=generator, device=device, **options)
 
+    return sample
+
+
+def time_eager(timer: Timer, family: Family, sites: Sites, call_sites: list[CallSite], work: Workload, batch: int,
+               max_calls: int, **options: Any) -> Timing:  # fmt: skip
+    """The family's own sampler on ``sites`` (the torch backend), timed ``direct``, ``scaled`` or ``summed``."""
+    device = timer.device
+    sample = _sampler(family, batch, device, **options)
     if work.nfe <= max_calls:
         return Timing(timer(lambda: sample(sites)), "direct", work.nfe)
     if work.single_site:
@@ -208,11 +214,7 @@ def profile_eager(family: Family, sites: Sites, batch: int, device: torch.device
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     budget = CallBudget(sites, max_calls)
-
-    def sample(run_sites: Sites) -> None:
-        with torch.inference_mode():
-            family.sample(run_sites, batch, generator=torch.Generator(device).manual_seed(0), device=device, **options)
-
+    sample = _sampler(family, batch, device, **options)
     budget.run(sample)
     with torch.profiler.profile(activities=activities) as profiler:
         budget.run(sample)

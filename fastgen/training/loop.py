@@ -160,12 +160,12 @@ class Trainer:
                 stats = self.train_step(next(self.batches))
                 meter.add(stats, time.perf_counter() - started, run.batch_size)
                 bar.update()
-                logging = self.step % run.log_every == 0 or self.step == run.steps
-                if logging and deadline < math.inf:
+                at_log_point = self.step % run.log_every == 0 or self.step == run.steps
+                if at_log_point and deadline < math.inf:
                     # Decided at log points only, and agreed over ranks, so every rank stops at the same step.
                     late = torch.tensor([float(time.monotonic() > deadline)], device=self.device)
                     out_of_time = distributed.mean(late, self.env).item() > 0
-                if logging:
+                if at_log_point:
                     record = {"step": self.step, **meter.summary(), "nan_skips": sum(self.nan_skips.values())}
                     meter = _Meter()
                     if self.env.is_main:
