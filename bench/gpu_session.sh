@@ -3,10 +3,11 @@
 #   bash bench/gpu_session.sh train   # GPU tests + ~8-minute UDPM and DDPM trainings on Fashion-MNIST 32, sampled
 #   bash bench/gpu_session.sh bench   # fastgen bench: bf16 torch + graph, kernel bandwidth, fp32 torch (udpm, ddpm)
 #   bash bench/gpu_session.sh profile # torch.profiler op tables of the bf16 samplers, then the torch.compile rows
+#   bash bench/gpu_session.sh verify  # GPU tests of kernels, graph sampler and bench, then PDDPM + blur bf16 rows
 # The machine is bare and offline: wheels it lacks travel in .whl/ and Fashion-MNIST in .data/ (both carried,
 # both git-ignored; see bench/README.md). Everything it writes goes under $OUT (at most 8 files come back).
 set -uo pipefail
-phase=${1:?usage: bash bench/gpu_session.sh train|bench|profile [extra fastgen train options, e.g. --set run.log_every=50]}
+phase=${1:?usage: bash bench/gpu_session.sh train|bench|profile|verify [extra fastgen train options, e.g. --set run.log_every=50]}
 shift
 OUT=${OUT:-/tmp/fastgen-out}
 mkdir -p "$OUT"
@@ -65,6 +66,15 @@ profile)
   tar -C /tmp -czf "$OUT/h100_profiles.tgz" profiles
   timeout 420 python3 -m fastgen bench --families udpm,ddpm --batch 1,64,256 --ddim-steps 0 --max-calls 5 \
     --precision bf16 --compile --backend graph --json "$OUT/h100_bf16_compile.json" --plot "$OUT/h100_bf16_compile.png"
+  ;;
+verify)
+  # Code changed since the last GPU run (PDDPM graph plan, fp32 noise features, bench backends) checked on the GPU,
+  # then the families not benched there yet.
+  timeout 330 python3 -m pytest --timeout 150 tests/test_kernels.py tests/test_accel.py tests/test_bench.py -q -rs \
+    -p no:cacheprovider >"$OUT/gpu_tests.log" 2>&1
+  tail -3 "$OUT/gpu_tests.log"
+  timeout 240 python3 -m fastgen bench --families pddpm,blur --batch 1,64,256 --max-calls 5 --precision bf16 \
+    --backend torch,graph --json "$OUT/h100_bf16_pddpm_blur.json" --plot "$OUT/h100_bf16_pddpm_blur.png"
   ;;
 *) echo "unknown phase $phase"; exit 2 ;;
 esac

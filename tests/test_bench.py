@@ -108,7 +108,9 @@ def test_paper_ddpm_step_gflops() -> None:
     ("options", "message"),
     [
         ({"families": ["ddpm", "gan"]}, "unknown model family 'gan'"),
-        ({"backends": ["tensorrt"]}, "unknown bench backend 'tensorrt'"),
+        ({"backends": ["openvino"]}, "unknown bench backend 'openvino'"),
+        ({"backends": ["onnxruntime"], "precision": "bf16", "device": "cpu"}, "CPU provider has no bfloat16 kernels"),
+        ({"backends": ["tensorrt"], "device": "cpu"}, "tensorrt backend runs TensorRT engines on a CUDA GPU"),
         ({"batches": [1, 0]}, "batch size must be an integer ≥ 1, got 0"),
         ({"batches": [-8]}, "batch size must be an integer ≥ 1, got -8"),
         ({"batches": []}, "at least one batch size"),
@@ -183,3 +185,103 @@ def test_graph_rows_of_a_long_multi_site_sampler_are_skipped_with_a_reason() -> 
     assert work.nfe > 20 and not work.single_site
     assert "--max-calls" in _graph_skip(family, "pyramid", work, 20)
     assert _graph_skip(family, "pyramid", work, work.nfe) is None  # captured whole when the budget covers it
+
+
+# --- exported backends: the networks as ONNX graphs (onnxruntime) or engines (tensorrt) ------------------------
+
+
+def test_onnxruntime_rows_time_the_exported_networks(tmp_path: Path) -> None:
+    """onnxruntime rows sit beside the torch rows with the same work; the sites they time compute the torch networks."""
+    from fastgen.runtime import exported_sites
+
+    rows = run_bench(families=["udpm"], batches=[1, 2], backends=["torch", "onnxruntime"], repeats=1, warmup=0,
+                     device="cpu", progress=False, console=Console(file=io.StringIO()))  # fmt: skip
+    by_backend = {(row["backend"], row["batch"]): row for row in rows}
+    assert set(by_backend) == {(backend, batch) for backend in ("torch", "onnxruntime") for batch in (1, 2)}
+    for batch in (1, 2):
+        ort, eager = by_backend["onnxruntime", batch], by_backend["torch", batch]
+        assert ort["latency_ms"] > 0 and ort["images_per_s"] == pytest.approx(batch / ort["latency_ms"] * 1e3)
+        assert (ort["nfe"], ort["gflops_per_image"]) == (eager["nfe"], eager["gflops_per_image"])
+
+    family = preset_family("udpm", 64, "tiny")
+    call_sites = family.call_sites({"model": build_network(family.config.networks["model"]).eval()})
+    sites = exported_sites(call_sites, tmp_path, backend="onnxruntime")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["level_1.onnx", "level_2.onnx", "level_3.onnx"]
+    for site in call_sites:
+        inputs = site.example_inputs(2, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            reference = site.module(*inputs)
+        error = (sites[site.name](*inputs) - reference).abs().max() / reference.abs().max()
+        assert error <= 1e-4, (site.name, error)
+
+
+def test_exported_sites_reject_a_backend_that_runs_torch(tmp_path: Path) -> None:
+    from fastgen.runtime import exported_sites
+
+    family = preset_family("ddpm", 16, "tiny")
+    call_sites = family.call_sites({"model": build_network(family.config.networks["model"])})
+    with pytest.raises(FastgenError, match="not 'torch'"):
+        exported_sites(call_sites, tmp_path, backend="torch")
+    with pytest.raises(FastgenError, match="built for a batch range"):
+        exported_sites(call_sites, tmp_path, backend="tensorrt")
+
+
+def _tensorrt_skip_reason() -> str | None:
+    from fastgen.export.tensorrt import RTX_COMPUTE_CAPABILITIES, cuda_capability, installed_version
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU: TensorRT engines run on one"
+    if installed_version("tensorrt"):
+        return None
+    if installed_version("tensorrt_rtx") and cuda_capability() in RTX_COMPUTE_CAPABILITIES:
+        return None
+    return f"no TensorRT for this GPU ({cuda_capability()}) here: pip install tensorrt-cu13"
+
+
+@pytest.mark.skipif(_tensorrt_skip_reason() is not None, reason=_tensorrt_skip_reason() or "")
+def test_tensorrt_rows_on_a_gpu() -> None:
+    rows = run_bench(families=["udpm"], batches=[1, 4], backends=["tensorrt"], preset="tiny", repeats=2, warmup=1,
+                     progress=False, console=Console(file=io.StringIO()))  # fmt: skip
+    assert [(row["backend"], row["batch"]) for row in rows] == [("tensorrt", 1), ("tensorrt", 4)]
+    assert all(row["latency_ms"] > 0 and row["nfe"] == 3 for row in rows)
+
+
+@pytest.fixture(scope="module")
+def udpm_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_export import random_checkpoint
+
+    from fastgen.export import export_bundle
+
+    root = tmp_path_factory.mktemp("bench_bundle")
+    return export_bundle(random_checkpoint("udpm", root / "run"), root / "bundle", batch=(1, 2, 4)).bundle
+
+
+def test_a_bundle_is_benched_on_its_own_graphs(udpm_bundle: Path) -> None:
+    """ONNX Runtime rows of the bundle's graphs, with the work (calls, GFLOPs) of the checkpoint it came from."""
+    from fastgen.export import read_manifest
+
+    quiet = {"repeats": 1, "warmup": 0, "device": "cpu", "progress": False, "console": Console(file=io.StringIO())}
+    rows = run_bench(checkpoint=udpm_bundle, batches=[1, 4], **quiet)
+    assert [(row["family"], row["backend"], row["precision"], row["batch"]) for row in rows] == [
+        ("udpm", "onnxruntime", "fp32", 1), ("udpm", "onnxruntime", "fp32", 4)
+    ]
+    assert all(row["latency_ms"] > 0 for row in rows)
+    source = run_bench(checkpoint=read_manifest(udpm_bundle).source["checkpoint"], batches=[1], **quiet)[0]
+    assert source["backend"] == "torch"
+    for key in ("res", "nfe", "gflops_per_image"):
+        assert rows[0][key] == source[key], key
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"backends": ["torch"]}, "runs on onnxruntime or tensorrt, not torch"),
+        ({"precision": "fp16"}, "is fp32; leave --precision unset"),
+        ({"profile_dir": "profiles"}, "has no torch networks"),
+        ({"backends": ["tensorrt"], "batches": [2, 8]}, "batch 8 is outside the engine profile 1 … 4"),
+        ({"families": ["ddpm"]}, "a checkpoint fixes the family"),
+    ],
+)
+def test_bad_bundle_options_are_one_clear_error(udpm_bundle: Path, options: dict, message: str) -> None:
+    with pytest.raises(FastgenError, match=message):
+        run_bench(checkpoint=udpm_bundle, device="cpu", progress=False, console=Console(file=io.StringIO()), **options)

@@ -94,12 +94,18 @@ def write_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure, (speed, work) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
-    series: dict[str, list[tuple[int, float]]] = {}
+    # One colour per family and sampler, one line style and marker per backend: 10+ series stay distinguishable.
+    samplers = list(dict.fromkeys(f"{row['family']} {row['sampler']}" for row in rows))
+    backends = list(dict.fromkeys(row["backend"] for row in rows))
+    colours = plt.get_cmap("tab20" if len(samplers) > 10 else "tab10")
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for row in rows:
-        series.setdefault(f"{row['family']} {row['sampler']} · {row['backend']}", []).append((row["batch"], row["images_per_s"]))
-    for label, points in series.items():
+        series.setdefault((f"{row['family']} {row['sampler']}", row["backend"]), []).append((row["batch"], row["images_per_s"]))
+    for (sampler, backend), points in series.items():
         batches, speeds = zip(*sorted(points), strict=True)
-        speed.plot(batches, speeds, marker="o", label=label)
+        style = backends.index(backend)
+        speed.plot(batches, speeds, color=colours(samplers.index(sampler)), linestyle=("-", "--", ":", "-.")[style % 4],
+                   marker="osD^"[style % 4], label=f"{sampler} · {backend}")  # fmt: skip
     batches = sorted({row["batch"] for row in rows})
     speed.set(yscale="log", ylabel="images / s", title="throughput")
     speed.set_xscale("log", base=2)

@@ -1,12 +1,16 @@
 """``run_bench``: GFLOPs per image, latency and images/s per family, sampler, backend and batch size.
 
 Networks are built from presets with random weights (speed and FLOPs do not depend on the weights), or loaded
-from a checkpoint. Rows are printed as a table, and written as JSON and a PNG plot when paths are given.
+from a checkpoint. Backends: ``torch`` (the family's sampler over eager or compiled torch networks), ``graph`` (the
+whole sample in one CUDA graph, :class:`fastgen.accel.GraphSampler`), and ``onnxruntime`` / ``tensorrt`` (the same
+sampler over the networks exported to ONNX graphs / TensorRT engines, as ``fastgen sample BUNDLE`` runs them).
+Rows are printed as a table, and written as JSON and a PNG plot when paths are given.
 """
 
 from __future__ import annotations
 
 import platform
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +26,15 @@ from fastgen.api import load_model, model_config_from_recipe, resolve_device
 from fastgen.bench import measure
 from fastgen.bench.report import DDPM_STEP, ROW_KEYS, print_table, write_json, write_plot
 from fastgen.errors import FastgenError
-from fastgen.families import FAMILIES, CallSite, Family, Sites, build_family, module_sites
+from fastgen.export import BatchRange, Manifest, read_manifest
+from fastgen.export.tensorrt import FLAVOURS, INSTALL_HINT, installed_version
+from fastgen.families import FAMILIES, CallSite, Family, ModelConfig, Sites, build_family, module_sites
 from fastgen.nets.registry import build_network
+from fastgen.runtime import exported_sites, is_bundle, open_sites
+from fastgen.runtime.backends import OnnxRuntimeBackend
 
-BACKENDS = ("torch", "graph")
+BACKENDS = ("torch", "graph", "onnxruntime", "tensorrt")
+EXPORTED_BACKENDS = ("onnxruntime", "tensorrt")  # run the networks' exported graphs / engines
 FAMILY_ORDER = ("udpm", "ddpm", "pddpm", "blur")
 PRESETS = ("tiny", "small", "paper")
 # The one sampler of the families without sampler choices in the bench, by the name its rows carry.
@@ -94,7 +103,7 @@ def run_bench(
     backends: Sequence[str] | None = None,
     families: Sequence[str] | None = None,
     preset: str | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
     repeats: int | None = None,
     warmup: int | None = None,
     json_path: str | Path | None = None,
@@ -117,14 +126,20 @@ def run_bench(
     GPU: batches 1, 64, 256, torch and graph backends, the paper's networks). ``res`` defaults to 64.
     ``max_calls``: samplers with more network calls are timed ``scaled`` or ``summed``, see
     :mod:`fastgen.bench.measure`. ``ddim_steps``: DDPM's DDIM row (None: none). ``checkpoint``: bench that
-    trained model instead of presets (its family and resolution; ``families``, ``res``, ``preset`` must be None).
+    trained model instead of presets (its family and resolution; ``families``, ``res``, ``preset`` must be None),
+    or an exported bundle's own graphs/engines (backends onnxruntime/tensorrt; default tensorrt on a GPU when it
+    has engines, else onnxruntime). ``precision`` defaults to fp32, and to the bundle's for a bundle.
     ``profile_dir``: also profile one eager sample per family × sampler × batch (its first ``max_calls`` calls) with
     ``torch.profiler`` and write each op table there (:func:`fastgen.bench.measure.profile_eager`).
     """
     device = resolve_device(device)
     defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    models = _models(checkpoint, families, res, preset, defaults.preset)
+    bundle = models[0].bundle
     batches = tuple(defaults.batches if batches is None else batches)
-    backends = tuple(defaults.backends if backends is None else backends)
+    if backends is None:
+        backends = defaults.backends if bundle is None else (_bundle_backend(bundle, device),)
+    backends = tuple(backends)
     repeats = _positive("repeats", defaults.repeats if repeats is None else repeats)
     warmup = _positive("warmup", defaults.warmup if warmup is None else warmup, lowest=0)
     max_calls = _positive("max_calls", defaults.max_calls if max_calls is None else max_calls)
@@ -141,8 +156,10 @@ def run_bench(
         raise FastgenError(f"the graph backend captures CUDA graphs and needs a CUDA device; this bench runs on {device}")
     if kernels not in KERNEL_CHOICES:
         raise FastgenError(f"unknown kernels choice {kernels!r}; choose one of {', '.join(KERNEL_CHOICES)}")
-    dtype = resolve_precision(precision)
-    models = _models(checkpoint, families, res, preset, defaults.preset)
+    dtype = resolve_precision(precision or "fp32")
+    if bundle is not None:
+        dtype = _check_bundle(bundle, backends, batches, precision, profile_dir)
+    _check_exported_backends(backends, device, dtype)
     if profile_dir is not None:
         try:  # before any timing: a bad folder must not cost a long run
             Path(profile_dir).mkdir(parents=True, exist_ok=True)
@@ -155,38 +172,52 @@ def run_bench(
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     with Progress(console=console, transient=True, disable=not progress) as bar:
-        task = bar.add_task("bench", total=sum(len(samplers(family, ddim_steps)) for family, _ in models)
+        task = bar.add_task("bench", total=sum(len(samplers(model.family, ddim_steps)) for model in models)
                             * len(backends) * len(batches))  # fmt: skip
         for family, networks in _networks(models):
-            call_sites = family.call_sites(networks)
-            sites = prepare_sites(module_sites(call_sites), device, dtype, channels_last=channels_last, compile=compile)
+            call_sites = family.call_sites(networks)  # a bundle's: random weights, for counting calls and FLOPs
             flops = {site.name: measure.flops_per_call(site) for site in call_sites}  # per site, whatever the sampler
-            for sampler, options in samplers(family, ddim_steps):
-                work = measure.Workload(measure.count_calls(family, call_sites, **options), flops)
-                for backend in backends:
-                    skip = _graph_skip(family, sampler, work, max_calls) if backend == "graph" else None
-                    if skip is not None:
-                        notes.append(skip)
-                        bar.advance(task, len(batches))
+            torch_sites: Sites = {}
+            if bundle is None:
+                torch_sites = prepare_sites(module_sites(call_sites), device, dtype, channels_last=channels_last,
+                                            compile=compile)  # fmt: skip
+            with tempfile.TemporaryDirectory(prefix="fastgen-bench-") as scratch:
+                sites = {"torch": torch_sites, "graph": torch_sites}
+                for backend in (backend for backend in backends if backend in EXPORTED_BACKENDS):
+                    if bundle is not None:
+                        sites[backend] = open_sites(bundle.directory, bundle.manifest.sites, backend, device)
                         continue
-                    for batch in batches:
-                        bar.update(task, description=f"{family.name} {sampler} · {backend} · batch {batch}")
-                        timing = _time(backend, timer, family, sites, call_sites, work, batch, max_calls, dtype,
-                                       kernels, options, notes)  # fmt: skip
-                        latency = timing.latency_ms
-                        values = (family.name, sampler + timing.note, backend, precision_name(dtype),
-                                  family.image.resolution, batch, work.nfe, work.gflops_per_image, latency,
-                                  batch / latency * 1e3, name)  # fmt: skip
-                        rows.append(dict(zip(ROW_KEYS, values, strict=True)))
-                        bar.advance(task)
-                if profile_dir is not None:
-                    for batch in batches:
-                        file_name = measure.profile_file_name(family.name, sampler, precision_name(dtype), batch)
-                        measure.profile_eager(family, sites, batch, device, max_calls, Path(profile_dir) / file_name,
-                                              **options)  # fmt: skip
+                    bar.update(task, description=f"{family.name} · exporting the networks for {backend}")
+                    folder = Path(scratch) / backend
+                    folder.mkdir()
+                    sites[backend] = exported_sites(call_sites, folder, backend=backend, precision=precision_name(dtype),
+                                                    device=device, batch=BatchRange(min(batches), max(batches), max(batches)))  # fmt: skip
+                for sampler, options in samplers(family, ddim_steps):
+                    work = measure.Workload(measure.count_calls(family, call_sites, **options), flops)
+                    for backend in backends:
+                        skip = _graph_skip(family, sampler, work, max_calls) if backend == "graph" else None
+                        if skip is not None:
+                            notes.append(skip)
+                            bar.advance(task, len(batches))
+                            continue
+                        for batch in batches:
+                            bar.update(task, description=f"{family.name} {sampler} · {backend} · batch {batch}")
+                            timing = _time(backend, timer, family, sites[backend], call_sites, work, batch, max_calls,
+                                           dtype, kernels, options, notes)  # fmt: skip
+                            latency = timing.latency_ms
+                            values = (family.name, sampler + timing.note, backend, precision_name(dtype),
+                                      family.image.resolution, batch, work.nfe, work.gflops_per_image, latency,
+                                      batch / latency * 1e3, name)  # fmt: skip
+                            rows.append(dict(zip(ROW_KEYS, values, strict=True)))
+                            bar.advance(task)
+                    if profile_dir is not None:
+                        for batch in batches:
+                            file_name = measure.profile_file_name(family.name, sampler, precision_name(dtype), batch)
+                            measure.profile_eager(family, torch_sites, batch, device, max_calls,
+                                                  Path(profile_dir) / file_name, **options)  # fmt: skip
 
     source = str(checkpoint) if checkpoint is not None else f"preset {preset or defaults.preset} (random weights)"
-    size = models[0][0].image.resolution
+    size = models[0].family.image.resolution
     title = f"fastgen bench · {name} · {precision_name(dtype)} · {source} · {size}×{size}"
     print_table(rows, console, title)
     for note in dict.fromkeys(notes):
@@ -207,14 +238,27 @@ def run_bench(
 def _time(backend: str, timer: measure.Timer, family: Family, sites: Sites, call_sites: list[CallSite],
           work: measure.Workload, batch: int, max_calls: int, dtype: torch.dtype, kernels: str, options: dict[str, Any],
           notes: list[str]) -> measure.Timing:  # fmt: skip
-    """One row's timing on ``backend``; a graph notes which steps it ran."""
-    if backend == "torch":
+    """One row's timing on ``backend`` (``sites``: that backend's); a graph notes which steps it ran."""
+    if backend != "graph":  # the family's own sampler, whatever runs the networks
         return measure.time_eager(timer, family, sites, call_sites, work, batch, max_calls, **options)
     timing, fused = measure.time_graph(timer, family, sites, work, batch, max_calls, precision=dtype, kernels=kernels,
                                        **options)  # fmt: skip
     notes.append(f"graph · {family.name}: {'fused step kernels' if fused else 'torch reference steps'}")
     torch.cuda.empty_cache()  # the graph and its private memory pool are gone: give the memory back
     return timing
+
+
+def _check_exported_backends(backends: tuple[str, ...], device: torch.device, dtype: torch.dtype) -> None:
+    """Fail before any export or timing when an exported backend cannot run here."""
+    if "onnxruntime" in backends:
+        if device.type == "cpu" and dtype == torch.bfloat16:
+            raise FastgenError("onnxruntime's CPU provider has no bfloat16 kernels: bench onnxruntime with --precision fp32 or fp16")
+        OnnxRuntimeBackend(device)  # says so when this onnxruntime lacks the device's provider
+    if "tensorrt" in backends:
+        if device.type != "cuda":
+            raise FastgenError(f"the tensorrt backend runs TensorRT engines on a CUDA GPU; this bench runs on {device}")
+        if not any(installed_version(flavour) for flavour in FLAVOURS):
+            raise FastgenError(f"the tensorrt backend needs TensorRT: {' or '.join(INSTALL_HINT.values())}")
 
 
 def _graph_skip(family: Family, sampler: str, work: measure.Workload, max_calls: int) -> str | None:
@@ -228,7 +272,19 @@ def _graph_skip(family: Family, sampler: str, work: measure.Workload, max_calls:
     return None
 
 
-_Model = tuple[Family, dict[str, nn.Module] | None]
+@dataclass(frozen=True)
+class _BenchedBundle:
+    directory: Path
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A family to bench with its trained networks, or None: a preset's (random weights); or an exported bundle."""
+
+    family: Family
+    networks: dict[str, nn.Module] | None = None
+    bundle: _BenchedBundle | None = None
 
 
 def _models(checkpoint: str | Path | None, families: Sequence[str] | None, res: int | None, preset: str | None,
@@ -239,8 +295,12 @@ def _models(checkpoint: str | Path | None, families: Sequence[str] | None, res: 
             raise FastgenError(
                 "a checkpoint fixes the family, resolution and networks: leave families, res and preset unset"
             )
+        if is_bundle(checkpoint):
+            manifest = read_manifest(checkpoint)
+            family = build_family(ModelConfig.from_dict(manifest.model))
+            return [_Model(family, bundle=_BenchedBundle(Path(checkpoint), manifest))]
         model = load_model(checkpoint)
-        return [(model.family, model.networks)]
+        return [_Model(model.family, model.networks)]
     res = 64 if res is None else _positive("res", res, lowest=4)
     families = default_families() if families is None else tuple(families)
     if not families:
@@ -248,12 +308,40 @@ def _models(checkpoint: str | Path | None, families: Sequence[str] | None, res: 
     unknown = [name for name in families if name not in FAMILIES]
     if unknown:
         raise FastgenError(f"unknown model family {', '.join(map(repr, unknown))}; known: {', '.join(FAMILIES)}")
-    return [(preset_family(name, res, preset or default_preset), None) for name in families]
+    return [_Model(preset_family(name, res, preset or default_preset)) for name in families]
+
+
+def _bundle_backend(bundle: _BenchedBundle, device: torch.device) -> str:
+    """What a bundle is benched on by default: its engines on a GPU, if it has them; else its ONNX graphs."""
+    engines = all(site.engine is not None for site in bundle.manifest.sites)
+    return "tensorrt" if device.type == "cuda" and engines else "onnxruntime"
+
+
+def _check_bundle(bundle: _BenchedBundle, backends: tuple[str, ...], batches: tuple[int, ...], precision: str | None,
+                  profile_dir: str | Path | None) -> torch.dtype:  # fmt: skip
+    """The bundle's precision, after checking that these options can bench it."""
+    where = f"bundle {bundle.directory}"
+    others = [backend for backend in backends if backend not in EXPORTED_BACKENDS]
+    if others:
+        raise FastgenError(f"{where} runs on {' or '.join(EXPORTED_BACKENDS)}, not {', '.join(others)}; bench the "
+                           "checkpoint it was exported from for torch/graph rows")  # fmt: skip
+    if precision is not None and precision != bundle.manifest.precision:
+        raise FastgenError(f"{where} is {bundle.manifest.precision}; leave --precision unset or re-export it as {precision}")
+    if profile_dir is not None:
+        raise FastgenError(f"--profile records torch op tables and {where} has no torch networks; profile its checkpoint")
+    if "tensorrt" in backends:
+        outside = [batch for batch in batches if batch not in bundle.manifest.batch]
+        profile = bundle.manifest.batch
+        if outside:
+            raise FastgenError(f"batch {', '.join(map(str, outside))} is outside the engine profile {profile.min} … {profile.max} "
+                               f"of {where}; bench batches within it, or re-export with --batch MIN,OPT,MAX")  # fmt: skip
+    return resolve_precision(bundle.manifest.precision)
 
 
 def _networks(models: list[_Model]) -> Iterator[tuple[Family, dict[str, nn.Module]]]:
     """Each family with its sampling network (random weights, seed 0, unless given), built one family at a time."""
-    for family, networks in models:
+    for model in models:
+        family, networks = model.family, model.networks
         if networks is None:
             with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's RNG left as it was
                 torch.manual_seed(0)

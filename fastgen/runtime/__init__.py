@@ -2,11 +2,13 @@
 
 The family and its sampler are rebuilt from the manifest alone (no checkpoint); the call sites are the
 bundle's graphs or engines, opened by a backend (:mod:`fastgen.runtime.backends`). ``backend='torch'`` is
-the bundle's source checkpoint through :func:`fastgen.api.load_model`, for comparisons.
+the bundle's source checkpoint through :func:`fastgen.api.load_model`, for comparisons. :func:`exported_sites`
+gives networks that were never bundled the same sites (``fastgen bench --backend onnxruntime|tensorrt``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +16,11 @@ import torch
 
 from fastgen.api import LoadedModel, load_model
 from fastgen.errors import FastgenError
-from fastgen.export.manifest import MANIFEST_FILE, Manifest, read_manifest
-from fastgen.families import Family, ModelConfig, build_family
+from fastgen.export.manifest import MANIFEST_FILE, BatchRange, Manifest, SiteRecord, read_manifest
+from fastgen.export.onnx_export import export_site
+from fastgen.export.onnx_export import precision as precision_of
+from fastgen.export.tensorrt import TensorRTEngine, cuda_capability
+from fastgen.families import CallSite, Family, ModelConfig, build_family
 from fastgen.runtime.backends import BACKENDS, Backend, BundleSite, check_site_inputs
 
 BACKEND_NAMES = (*BACKENDS, "torch")
@@ -57,9 +62,41 @@ def load_bundle(directory: str | Path, *, backend: str = "onnxruntime", device: 
                                "that checkpoint: sample it directly, or use backend onnxruntime/tensorrt")  # fmt: skip
         return load_model(checkpoint, device=device, weights=manifest.source.get("weights", "ema"))
     family = build_family(ModelConfig.from_dict(manifest.model))
+    return Bundle(directory, manifest, family, open_sites(directory, manifest.sites, backend, device), device, backend)
+
+
+def open_sites(directory: Path, records: Iterable[SiteRecord], backend: str, device: torch.device) -> dict[str, BundleSite]:
+    """The sites ``records`` (files in ``directory``) opened by ``backend`` (onnxruntime or tensorrt) on ``device``."""
     opener: Backend = BACKENDS[backend](device)
-    sites = {record.name: BundleSite(record, opener.open(directory, record), opener.batch_range(record)) for record in manifest.sites}
-    return Bundle(directory, manifest, family, sites, device, backend)
+    return {record.name: BundleSite(record, opener.open(directory, record), opener.batch_range(record)) for record in records}
+
+
+def exported_sites(call_sites: Sequence[CallSite], directory: str | Path, *, backend: str, precision: str = "fp32",
+                   device: str | torch.device = "cpu", batch: BatchRange | None = None,
+                   flavour: str = "auto") -> dict[str, BundleSite]:  # fmt: skip
+    """``call_sites`` (CPU modules) as ``backend`` runs them from a bundle: each written to ``directory`` as an ONNX
+    graph at ``precision`` (tensorrt: and built into an engine for the batch sizes ``batch``), then opened.
+
+    Neither a manifest nor validation against torch: this is for timing the runtime (``fastgen bench``);
+    ``fastgen export`` makes and validates deployable bundles.
+    """
+    if backend not in BACKENDS:
+        raise FastgenError(f"networks run exported on {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "tensorrt" and batch is None:
+        raise FastgenError("a TensorRT engine is built for a batch range: give batch=BatchRange(min, opt, max)")
+    spec = precision_of(precision)
+    directory, device = Path(directory), torch.device(device)
+    capability = cuda_capability(device) if device.type == "cuda" else None
+    records = []
+    for site in call_sites:
+        graph = directory / f"{site.name}.onnx"
+        export_site(site, graph, spec, spec.min_opset)
+        engine = None
+        if backend == "tensorrt":  # for the GPU it will run on
+            engine = TensorRTEngine(directory / f"{site.name}.plan").build(
+                graph, profile=batch, flavour=flavour, compute_capabilities=[capability] if capability else None)
+        records.append(SiteRecord(site.name, graph.name, list(site.inputs), site.output, engine))
+    return open_sites(directory, records, backend, device)
 
 
 def load_for_sampling(path: str | Path, *, backend: str | None = None, device: str | torch.device = "cpu",
@@ -72,4 +109,5 @@ def load_for_sampling(path: str | Path, *, backend: str | None = None, device: s
     return load_model(path, device=device, weights=weights)
 
 
-__all__ = ["BACKEND_NAMES", "Bundle", "BundleSite", "check_site_inputs", "is_bundle", "load_bundle", "load_for_sampling"]
+__all__ = ["BACKEND_NAMES", "Bundle", "BundleSite", "check_site_inputs", "exported_sites", "is_bundle", "load_bundle",
+           "load_for_sampling", "open_sites"]

@@ -59,8 +59,11 @@ class OnnxRuntimeBackend(Backend):
     def open(self, bundle_dir: Path, site: SiteRecord) -> Callable[..., Tensor]:
         import onnxruntime as ort
 
+        options = ort.SessionOptions()
+        if self.device.type == "cpu":
+            options.intra_op_num_threads = torch.get_num_threads()  # one thread setting for torch and ORT (--threads)
         try:
-            session = ort.InferenceSession(str(bundle_dir / site.file), providers=self.providers)
+            session = ort.InferenceSession(str(bundle_dir / site.file), options, providers=self.providers)
         # ORT raises plain Exceptions, e.g. for bf16 graphs: the CPU provider has no bfloat16 kernels.
         except Exception as exc:  # noqa: BLE001
             raise FastgenError(f"onnxruntime cannot run {site.file} ({str(exc).splitlines()[0][:160]}); for bf16 bundles use "
