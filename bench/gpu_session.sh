@@ -2,12 +2,13 @@
 # One call of the lent GPU machine (the device tool), as recorded in bench/results/ and train/results/:
 #   bash bench/gpu_session.sh train   # GPU tests + ~8-minute UDPM and DDPM trainings on Fashion-MNIST 32, sampled
 #   bash bench/gpu_session.sh bench   # fastgen bench: bf16 torch + graph, kernel bandwidth, fp32 torch (udpm, ddpm)
-#   bash bench/gpu_session.sh profile # torch.profiler op tables of the bf16 samplers, then the torch.compile rows
+#   bash bench/gpu_session.sh profile # torch.profiler op tables of the bf16 samplers (batch 1 and 256)
+#   bash bench/gpu_session.sh compile # the torch.compile + CUDA graph rows (batch 1 and 256)
 #   bash bench/gpu_session.sh verify  # GPU tests of kernels, graph sampler and bench, then PDDPM + blur bf16 rows
 # The machine is bare and offline: wheels it lacks travel in .whl/ and Fashion-MNIST in .data/ (both carried,
 # both git-ignored; see bench/README.md). Everything it writes goes under $OUT (at most 8 files come back).
 set -uo pipefail
-phase=${1:?usage: bash bench/gpu_session.sh train|bench|profile|verify [extra fastgen train options, e.g. --set run.log_every=50]}
+phase=${1:?usage: bash bench/gpu_session.sh train|bench|profile|compile|verify [extra fastgen train options, e.g. --set run.log_every=50]}
 shift
 OUT=${OUT:-/tmp/fastgen-out}
 mkdir -p "$OUT"
@@ -60,11 +61,15 @@ bench)
   timeout 90 python3 -m fastgen bench "${common[@]}" --precision fp32 --backend torch --json "$OUT/h100_fp32.json"
   ;;
 profile)
-  # Where the bf16 time goes (eager op tables, first calls of each sampler), then the torch.compile rows.
-  python3 -m fastgen bench --families udpm,ddpm --batch 1,256 --precision bf16 --backend torch --ddim-steps 0 \
-    --max-calls 3 --profile /tmp/profiles
+  # Where the bf16 time goes: eager op tables of the first calls of each sampler, at the two target batch sizes.
+  timeout 300 python3 -m fastgen bench --families udpm,ddpm --batch 1,256 --precision bf16 --backend torch \
+    --ddim-steps 0 --max-calls 3 --profile /tmp/profiles --json "$OUT/h100_bf16_profiled.json"
   tar -C /tmp -czf "$OUT/h100_profiles.tgz" profiles
-  timeout 420 python3 -m fastgen bench --families udpm,ddpm --batch 1,64,256 --ddim-steps 0 --max-calls 5 \
+  ;;
+compile)
+  # torch.compile'd networks inside the CUDA graph, at the target batch sizes. Inductor compiles each level network
+  # once per new shape (a CPU run of the tiny UDPM took 5.5 minutes on 2 cores), hence a call of its own.
+  timeout 560 python3 -m fastgen bench --families udpm,ddpm --batch 1,256 --ddim-steps 0 --max-calls 5 \
     --precision bf16 --compile --backend graph --json "$OUT/h100_bf16_compile.json" --plot "$OUT/h100_bf16_compile.png"
   ;;
 verify)

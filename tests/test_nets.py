@@ -164,6 +164,22 @@ def test_flops_on_meta_equal_flops_on_cpu() -> None:
     assert nets.level_flops_per_image(on_meta, 32) == nets.level_flops_per_image(LevelNetworks(config), 32)
 
 
+def test_op_counts_skip_views_and_are_the_same_on_meta() -> None:
+    block = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.GroupNorm(2, 8), torch.nn.SiLU())
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        return block(x.view(1, 4, 8, 8).permute(0, 1, 3, 2)).flatten(1) * 2
+
+    assert nets.count_ops(call, torch.randn(256)) == {"convolution": 1, "native_group_norm": 1, "silu": 1, "mul": 1}
+    config = nets.tiny_udpm("per_level")
+    with torch.device("meta"):
+        on_meta = LevelNetworks(config)
+    net = LevelNetworks(config).per_level()[0]
+    meta_net = on_meta.per_level()[0]
+    on_cpu = nets.count_ops(net, *net.example_inputs(16))
+    assert on_cpu["convolution"] > 0 and on_cpu == nets.count_ops(meta_net, *meta_net.example_inputs(16))
+
+
 # ---------------------------------------------------------------------------------------------- configs
 
 

@@ -5,7 +5,7 @@
 
 from fastgen.nets.config import NetConfig
 from fastgen.nets.discriminator import Discriminator, DiscriminatorConfig
-from fastgen.nets.flops import count_flops, flops_per_image, level_flops_per_image
+from fastgen.nets.flops import count_flops, count_ops, flops_per_image, level_flops_per_image
 from fastgen.nets.levels import LevelNetwork, LevelNetworks, LevelNetworksConfig
 from fastgen.nets.presets import (
     PRESETS,
@@ -35,6 +35,7 @@ __all__ = [
     "build_network",
     "config_from_dict",
     "count_flops",
+    "count_ops",
     "ddpm_step_64",
     "flops_per_image",
     "level_flops_per_image",
