@@ -3,7 +3,7 @@
 #   bash bench/gpu_session.sh train   # GPU tests + ~8-minute UDPM and DDPM trainings on Fashion-MNIST 32, sampled
 #   bash bench/gpu_session.sh bench   # fastgen bench: bf16 torch + graph, kernel bandwidth, fp32 torch (udpm, ddpm)
 #   bash bench/gpu_session.sh profile # torch.profiler op tables of the bf16 samplers (batch 1 and 256)
-#   bash bench/gpu_session.sh compile # the torch.compile + CUDA graph rows (batch 1 and 256)
+#   bash bench/gpu_session.sh compile # the torch.compile + CUDA graph rows (BATCHES=256 by default, then BATCHES=1)
 #   bash bench/gpu_session.sh verify  # GPU tests of kernels, graph sampler and bench, then PDDPM + blur bf16 rows
 # The machine is bare and offline: wheels it lacks travel in .whl/ and Fashion-MNIST in .data/ (both carried,
 # both git-ignored; see bench/README.md). Everything it writes goes under $OUT (at most 8 files come back).
@@ -67,10 +67,12 @@ profile)
   tar -C /tmp -czf "$OUT/h100_profiles.tgz" profiles
   ;;
 compile)
-  # torch.compile'd networks inside the CUDA graph, at the target batch sizes. Inductor compiles each level network
-  # once per new shape (a CPU run of the tiny UDPM took 5.5 minutes on 2 cores), hence a call of its own.
-  timeout 560 python3 -m fastgen bench --families udpm,ddpm --batch 1,256 --ddim-steps 0 --max-calls 5 \
-    --precision bf16 --compile --backend graph --json "$OUT/h100_bf16_compile.json" --plot "$OUT/h100_bf16_compile.png"
+  # torch.compile'd networks inside the CUDA graph. Inductor compiles each of the 4 networks (3 UDPM levels, the
+  # DDPM step) once per new shape — a CPU run of the tiny UDPM at 2 batch sizes took 5.5 minutes on 2 cores — so
+  # one batch size per call: BATCHES=256 (default), then BATCHES=1.
+  batches=${BATCHES:-256}
+  timeout 560 python3 -m fastgen bench --families udpm,ddpm --batch "$batches" --ddim-steps 0 --max-calls 5 \
+    --precision bf16 --compile --backend graph --json "$OUT/h100_bf16_compile_b${batches//,/_}.json"
   ;;
 verify)
   # Code changed since the last GPU run (PDDPM graph plan, fp32 noise features, bench backends) checked on the GPU,

@@ -30,7 +30,7 @@ def print_table(rows: Sequence[dict[str, Any]], console: Console, title: str) ->
     # The precision is in the title: one run benches one precision.
     _print(console, title, ("family", "sampler", "backend", "batch", "nfe", "GFLOP/img", "ms", "img/s"), [
         (row["family"], row["sampler"], row["backend"], str(row["batch"]), str(row["nfe"]),
-         f"{row['gflops_per_image']:,.2f}", _milliseconds(row["latency_ms"]), f"{row['images_per_s']:,.3g}")
+         _gflops(row["gflops_per_image"]), _milliseconds(row["latency_ms"]), f"{row['images_per_s']:,.3g}")
         for row in rows
     ], caption="ms: one sample of `batch` images · GFLOP/img: 2 FLOPs per multiply-accumulate")  # fmt: skip
     ratios = udpm_over_ddpm_step(rows)
@@ -41,6 +41,10 @@ def print_table(rows: Sequence[dict[str, Any]], console: Console, title: str) ->
                     f"{ratio['ddpm_step']:,.3g}", f"{ratio['ratio']:.2f}x")
                    for ratio in ratios
                ])  # fmt: skip
+
+
+def _gflops(value: float) -> str:
+    return f"{value:,.2f}" if value >= 1 else f"{value:.3g}"  # tiny networks: 0.00123, not 0.00
 
 
 def _milliseconds(value: float) -> str:
