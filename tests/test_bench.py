@@ -16,6 +16,7 @@ from fastgen.bench import ROW_KEYS, preset_family, run_bench, workload
 from fastgen.errors import FastgenError
 from fastgen.families import FAMILIES
 from fastgen.nets.registry import build_network
+from test_export import needs_rtx  # TensorRT-RTX builds engines on this CPU machine
 from test_kernels import requires_gpu  # the fused kernels' own skip rule (GPU + cuda.core)
 
 
@@ -224,6 +225,21 @@ def test_exported_sites_reject_a_backend_that_runs_torch(tmp_path: Path) -> None
         exported_sites(call_sites, tmp_path, backend="torch")
     with pytest.raises(FastgenError, match="built for a batch range"):
         exported_sites(call_sites, tmp_path, backend="tensorrt")
+
+
+@needs_rtx
+def test_exported_sites_build_engines_for_the_batch_range(tmp_path: Path) -> None:
+    """TensorRT sites: one engine per call site for the benched batch range (TensorRT-RTX builds it without a GPU),
+    and opening them on the CPU is one clear error."""
+    from fastgen.export import BatchRange
+    from fastgen.runtime import exported_sites
+
+    family = preset_family("ddpm", 16, "tiny")
+    call_sites = family.call_sites({"model": build_network(family.config.networks["model"]).eval()})
+    with pytest.raises(FastgenError, match="TensorRT engines run on CUDA devices"):
+        exported_sites(call_sites, tmp_path, backend="tensorrt", batch=BatchRange(1, 4, 4), flavour="tensorrt_rtx")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["denoiser.onnx", "denoiser.plan"]
+    assert (tmp_path / "denoiser.plan").stat().st_size > 0
 
 
 def _tensorrt_skip_reason() -> str | None:
