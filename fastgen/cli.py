@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-
-from pathlib import Path
 
 from fastgen.errors import FastgenError
 
@@ -210,8 +211,22 @@ def bench(
               compile=compile_, kernels=kernels, checkpoint=checkpoint, profile_dir=profile, console=console)  # fmt: skip
 
 
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:  # fmt: skip
+    """fastgen's own warnings as one line on stderr, like its errors; other libraries' as Python prints them."""
+    if str(Path(filename).resolve()).startswith(_PACKAGE_DIR):
+        error_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def main() -> None:
     """Console entry point: bad input becomes one line on stderr (exit 2), never a traceback."""
+    warnings.showwarning = _show_warning
     try:
         app()
     except FastgenError as exc:

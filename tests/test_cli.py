@@ -41,3 +41,15 @@ def test_unknown_verb_is_a_usage_error_not_a_traceback() -> None:
     proc = subprocess.run([sys.executable, "-m", "fastgen", "no-such-verb"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+def test_fastgens_own_warnings_are_one_line(tmp_path) -> None:
+    """`--resume` on a fresh run directory warns; the console shows it like an error, without file and source line."""
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parent.parent / "train" / "udpm_tiny.toml"
+    proc = subprocess.run([sys.executable, "-m", "fastgen", "train", str(recipe), "--run-dir", str(tmp_path / "run"),
+                           "--set", "run.steps=1", "--resume"], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"warning: --resume: {tmp_path / 'run'} has no checkpoint yet, starting from step 0" in proc.stderr
+    assert "UserWarning" not in proc.stderr and "loop.py" not in proc.stderr
