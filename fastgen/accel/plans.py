@@ -86,7 +86,7 @@ class SamplePlan(ABC):
 
 
 class UDPMPlan(SamplePlan):
-    """UDPM (Alg. 2): x_L drawn, then per level L … 1 the level network and the exact posterior step."""
+    """UDPM (Alg. 2): x_L drawn from its marginal prior, then per level L … 1 the level network and the exact posterior step."""
 
     family_class = UDPMFamily
 
@@ -105,7 +105,7 @@ class UDPMPlan(SamplePlan):
         return self.fused or not isinstance(self.process, udpm.CirculantUDPM)
 
     def run(self, sites: Sites, noise: NoiseSource) -> Tensor:
-        x = noise(self.top_shape)
+        x = self.process.prior_sample(noise(self.top_shape))
         for level in range(self.nfe, self.nfe - self.calls, -1):
             x = self._posterior(x, sites[f"level_{level}"](x), level, noise)
         return x

@@ -191,7 +191,8 @@ def _kernel_2d(kernel: Tensor | Sequence, gamma: int) -> Tensor:
 class UDPMLatents:
     """Everything random in one UDPM sample.
 
-    ``x_top`` is x_L, shape [B, C, H/γ^L, W/γ^L]. ``noises[l-1]`` is e_l, the white noise of the step
+    ``x_top`` is the white noise that makes x_L (:meth:`UDPMProcess.prior_sample`), shape [B, C, H/γ^L, W/γ^L];
+    keeping it white lets interpolation, perturbation and swaps act on unit-variance maps. ``noises[l-1]`` is e_l, the white noise of the step
     x_l → x_{l-1}, at the resolution of x_{l-1} (so ``noises[0]`` is full resolution; it has no effect under
     the exact posterior, see the module docstring).
     """
@@ -348,6 +349,15 @@ class UDPMProcess(ABC):
     @abstractmethod
     def _marginal_noise(self, noise: Tensor, level: int) -> Tensor:
         """The noise term of q(x_l | x0), made from white ``noise`` at the resolution of x_l."""
+
+    def prior_sample(self, white: Tensor) -> Tensor:
+        """x_L, the start of sampling, from white ``white`` at its resolution: q(x_L | x0)'s noise term.
+
+        The level-L network is trained on x_L ~ q(x_L | x0) = ᾱ_L H^L x0 + N(0, C_L), whose mean is negligible
+        (ᾱ_L = 1e-4 by default), so sampling starts from N(0, C_L) (σ̃_L² I for Lemma-1 kernels), as the official
+        code does. The paper's Alg. 2 draws N(0, I): 1/σ̃_L ≈ 3.3× the scale the network ever saw (DESIGN.md).
+        """
+        return self._marginal_noise(_check_image(white, "x_L noise"), self.schedule.levels)
 
     def target(self, x0: Tensor, level: int) -> Tensor:
         """H^{l-1} x0: what the level-l predictor learns to output."""
@@ -510,6 +520,7 @@ class CirculantUDPM(UDPMProcess):
         gamma = self.schedule.gamma
         self.kernel = _kernel_2d(gaussian_kernel() if kernel is None else kernel, gamma)
         self._tap_offsets = tuple(-((taps - gamma) // 2) for taps in self.kernel.shape)
+        self._noise_filters: dict[tuple, Tensor] = {}
 
     def transfer_function(
         self, size: Sequence[int], device: torch.device | None = None, dtype: torch.dtype = torch.float64
@@ -545,8 +556,12 @@ class CirculantUDPM(UDPMProcess):
 
     def _marginal_noise(self, noise: Tensor, level: int) -> Tensor:
         work = self._work(noise)
-        spectrum = self.marginal_cov_spectrum(level, noise.shape[-2:], noise.device, work.dtype)
-        return _filter(work, spectrum.sqrt()).to(noise.dtype)
+        key = (level, tuple(noise.shape[-2:]), noise.device, work.dtype)
+        if key not in self._noise_filters:
+            # Made once per grid: training calls this every step, and a captured sampler may not copy the kernel
+            # to the device (its warm-up runs fill this before capture).
+            self._noise_filters[key] = self.marginal_cov_spectrum(level, key[1], noise.device, work.dtype).sqrt()
+        return _filter(work, self._noise_filters[key]).to(noise.dtype)
 
     def down(self, x: Tensor) -> Tensor:
         work = self._work(self._check_divisible(_check_image(x, "x"), "x"))
@@ -630,7 +645,7 @@ def sample(
     shape: Sequence[int] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Sampled:
-    """Paper Alg. 2 with the exact posterior: x_{l-1} = posterior_step(x_l, f_l(x_l), l, e_l) for l = L … 1.
+    """Paper Alg. 2 with the exact posterior and x_L from its prior: x_{l-1} = posterior_step(x_l, f_l(x_l), l, e_l), l = L … 1.
 
     ``predictors[l-1]`` maps x_l to an estimate of H^{l-1}x0 (γ× its resolution). ``latents`` are used as given,
     or drawn from a generator for images of ``shape`` [B, C, H, W]. Gradient mode is the caller's
@@ -651,7 +666,7 @@ def sample(
         ) from None
     if len(predictors) != schedule.levels:
         raise FastgenError(f"got {len(predictors)} predictors for {schedule.levels} levels; give one per level")
-    x = latents.x_top
+    x = process.prior_sample(latents.x_top)
     for level in range(schedule.levels, 0, -1):
         x = process.posterior_step(x, predictors[level - 1](x), level, latents.noises[level - 1])
     return Sampled(x, latents)
