@@ -1,16 +1,18 @@
-"""Turning model-range image tensors into pixels on disk: uint8 conversion and PNG grids."""
+"""Model-range image tensors to and from pixels on disk: uint8 conversion, PNG grids, reading image files."""
 
 from __future__ import annotations
 
 import math
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from fastgen.data.sources import decode_image, image_files_under
 from fastgen.errors import FastgenError
 
 
@@ -56,3 +58,28 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike[str], nrow: in
     finally:
         temporary.unlink(missing_ok=True)
     return target
+
+
+def read_image_files(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[torch.Tensor]]:
+    """PNG/JPEG files, and every one under a folder (sorted), as ``[C, H, W]`` float32 in [-1, 1] with their paths.
+
+    C is 1 for grey files and 3 otherwise; sizes may differ. A missing or undecodable file is an error that names it.
+    """
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files.extend(image_files_under(item))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FastgenError(f"input {item} does not exist")
+    if not files:
+        raise FastgenError("no input images given")
+    images = []
+    for file in files:
+        try:
+            pixels = decode_image(file)[0]
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise FastgenError(f"cannot read {file} as an image ({error}); give PNG or JPEG files") from None
+        images.append(torch.tensor(pixels).permute(2, 0, 1).float() / 127.5 - 1)
+    return files, images

@@ -92,16 +92,11 @@ def load_digits() -> RawImages:
 def load_folder(path: str | os.PathLike[str]) -> RawImages:
     """Every PNG/JPEG under ``path`` (recursive, sorted by path); undecodable ones are skipped and counted."""
     root = Path(path)
-    if not root.is_dir():
-        raise FastgenError(f"image folder {root} does not exist or is not a directory")
-    # Sorted so the dataset order, and therefore every seeded shuffle, is the same on every filesystem.
-    files = sorted(file for file in root.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file())
-    if not files:
-        raise FastgenError(f"no PNG/JPEG images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    files = image_files_under(root)
     arrays, corrupt, first_problem = [], [], ""
     for file in files:
         try:
-            arrays.append(_decode_image(file))
+            arrays.append(decode_image(file))
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             corrupt.append(str(file))
             first_problem = first_problem or f"{file}: {error}"
@@ -112,7 +107,18 @@ def load_folder(path: str | os.PathLike[str]) -> RawImages:
     return RawImages(arrays, None, f"folder {root}", corrupt)
 
 
-def _decode_image(file: Path) -> np.ndarray:
+def image_files_under(root: Path) -> list[Path]:
+    """Every PNG/JPEG file under the folder ``root``, recursively, sorted by path (at least one)."""
+    if not root.is_dir():
+        raise FastgenError(f"image folder {root} does not exist or is not a directory")
+    # Sorted so the dataset order, and therefore every seeded shuffle, is the same on every filesystem.
+    files = sorted(file for file in root.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file())
+    if not files:
+        raise FastgenError(f"no PNG/JPEG images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    return files
+
+
+def decode_image(file: Path) -> np.ndarray:
     """One image as a ``[1, H, W, C]`` uint8 array, C = 1 for grey images and 3 otherwise."""
     with Image.open(file) as image:
         # Cameras store JPEGs sideways plus an EXIF rotation tag; apply it so photos stand upright.

@@ -38,6 +38,9 @@ from fastgen.errors import FastgenError
 NUM_FREQUENCIES = 6
 """L of paper eq. 7: frequencies 2^k·π for k < L, so the encoding has 2·2·L channels."""
 
+DEFAULT_GUIDANCE = 1.0
+"""λ of eq. 10 when none is given (see :func:`sample_super_resolution` for the scale at which it projects)."""
+
 CoordinatePredictor = Callable[[Tensor, Tensor], Tensor]
 """``predictor(x_with_coords [B, C+4L, H, W], t float32 [B]) -> model_out [B, C, H, W]``."""
 
@@ -258,7 +261,7 @@ def sample_super_resolution(
     measurement: Tensor,
     resolutions: Sequence[int],
     *,
-    guidance_scale: float = 1.0,
+    guidance_scale: float = DEFAULT_GUIDANCE,
     fine_steps: int = 100,
     renoise_fraction: float = 0.3,
     eta: float = 1.0,

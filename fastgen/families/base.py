@@ -58,6 +58,10 @@ class CallSite:
         )
 
 
+CHANNEL_KINDS = {1: "grey", 3: "RGB"}
+"""What an image of 1 or 3 channels is called in messages."""
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """The images a model makes: channels × resolution × resolution, values in [-1, 1]."""

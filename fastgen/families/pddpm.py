@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from fastgen.diffusion import ddpm, pddpm
 from fastgen.errors import FastgenError
-from fastgen.families.base import CallSite, Family, ImageSpec, ModelConfig, Sites, check_keys
+from fastgen.families.base import CHANNEL_KINDS, CallSite, Family, ImageSpec, ModelConfig, Sites, check_keys
 from fastgen.families.ddpm import SCHEDULE_KEYS, denoiser_network, schedule_from
 from fastgen.families.denoising import DenoisingObjective, denoiser_site, device_copies
 from fastgen.nets.config import NetConfig
@@ -104,13 +104,41 @@ class PDDPMFamily(Family):
             "clip_x0": options.get("clip_x0", False),
         }
 
-    def super_resolve(self, sites: Sites, measurement: Tensor, *, generator: torch.Generator | None = None,
-                      progress: bool = False, **options: Any) -> Tensor:  # fmt: skip
-        """Alg. 2 from a low-resolution ``measurement`` up the pyramid (torch sites: it differentiates them)."""
-        resolutions = [r for r in self.resolutions if r > measurement.shape[-1]]
-        return pddpm.sample_super_resolution(self.coordinate_predictor(sites), self.schedule, measurement,
-                                             [measurement.shape[-1], *resolutions], generator=generator,
-                                             progress=progress, **options)  # fmt: skip
+    def super_resolve(self, sites: Sites, measurement: Tensor, *, guidance: float = pddpm.DEFAULT_GUIDANCE,
+                      generator: torch.Generator | None = None, progress: bool = False,
+                      **options: Any) -> Tensor:  # fmt: skip
+        """Alg. 2: the low-resolution ``measurement`` [B, C, r, r] (r = resolution/2^k) up the pyramid to the image
+        resolution, re-noised (CCDF) and reversed per level as in :meth:`sample` (``t_s``, ``dt_s``, ``eta``,
+        ``clip_x0``; ``t_f`` has no role: there is no reverse at the measurement's size), with the data-consistency
+        gradient of weight ``guidance`` (λ of eq. 10; 0 turns it off). Torch sites only: it differentiates them."""
+        if "t_f" in options:
+            raise FastgenError("super-resolution has no t_f: it starts from the measurement, not from noise")
+        settings = self.pyramid_settings(options)
+        del settings["coarse_steps"]
+        levels = self.super_resolution_levels(measurement)
+        return pddpm.sample_super_resolution(self.coordinate_predictor(sites), self.schedule, measurement, levels,
+                                             guidance_scale=guidance, generator=generator, progress=progress,
+                                             **settings)  # fmt: skip
+
+    def super_resolution_levels(self, measurement: Tensor) -> list[int]:
+        """The sizes from the measurement's up to the image resolution; every one above it must be a pyramid site."""
+        ddpm.check_image("measurement", measurement)
+        channels, height, width = measurement.shape[1:]
+        if channels != self.image.channels:
+            raise FastgenError(f"the model makes {CHANNEL_KINDS[self.image.channels]} images ({self.image.channels} "
+                               f"channel(s)); the low-resolution input has {channels}")  # fmt: skip
+        target = self.image.resolution
+        if height != width or width >= target or target % width or (target // width) & (target // width - 1):
+            raise FastgenError(f"the low-resolution input must be square, {target}/2^k for k ≥ 1 (the model makes "
+                               f"{target}x{target}), got {height}x{width}")  # fmt: skip
+        levels = [width]
+        while levels[-1] < target:
+            levels.append(2 * levels[-1])
+        missing = [size for size in levels[1:] if size not in self.resolutions]
+        if missing:
+            raise FastgenError(f"×{target // width} super-resolution needs the sizes {levels[1:]} in the model's pyramid; "
+                               f"it has {self.resolutions} (no {missing})")  # fmt: skip
+        return levels
 
     def process_constants(self) -> dict[str, Any]:
         return {
