@@ -122,7 +122,7 @@ def _udpm_family(model: Any) -> Any:
     from fastgen.families.udpm import UDPMFamily
 
     if not isinstance(model.family, UDPMFamily):
-        raise FastgenError(f"latents, interpolation and --save-latents are UDPM features; this model is {model.family.name!r}")
+        raise FastgenError(f"latents (interpolation, saving, replaying, editing) are UDPM features; this model is {model.family.name!r}")
     return model.family
 
 
@@ -158,13 +158,18 @@ def save_latents(latents: Any, path: str | Path) -> Path:
 
 def load_latents(path: str | Path) -> Any:
     """Read latents written by :func:`save_latents` (to replay, perturb or swap them)."""
+    import pickle
+
     from fastgen.diffusion import udpm
 
     try:
         data = torch.load(path, weights_only=True)
         return udpm.UDPMLatents(data["x_top"], tuple(data["noises"]))
-    except (OSError, KeyError, RuntimeError) as exc:
-        raise FastgenError(f"{path} is not a fastgen UDPM latents file ({exc})") from None
+    except OSError as exc:
+        raise FastgenError(f"cannot read latents file {path} ({exc.strerror or exc})") from None
+    except (KeyError, TypeError, RuntimeError, pickle.UnpicklingError):
+        # torch's own message suggests weights_only=False, which a file of tensors never needs.
+        raise FastgenError(f"{path} is not a fastgen UDPM latents file; write one with --save-latents") from None
 
 
 def upscale(model: LoadedModel, images: Tensor, scale: int, *, seed: int = 0, progress: bool = False,
@@ -219,3 +224,53 @@ def upscale_files(model: LoadedModel, inputs: Sequence[str | Path], out: str | P
                                f"{size * scale}x{size * scale} model needs {size}x{size}")  # fmt: skip
     upscaled = upscale(model, torch.stack(images), scale, seed=seed, progress=progress, **options)
     return [save_image_grid(image[None], target, nrow=1, padding=0) for image, target in zip(upscaled, targets, strict=True)]
+
+
+def latent_level(model: LoadedModel | Any, level: int | str) -> int:
+    """A UDPM latent map by level: 1 … L name the noise e_l of the step x_l → x_{l-1}, ``"top"`` names x_L
+    (returned as L + 1, the index :meth:`fastgen.diffusion.udpm.UDPMLatents.latent_map` takes)."""
+    levels = _udpm_family(model).schedule.levels
+    if level == "top":
+        return levels + 1
+    try:
+        number = int(level)
+    except (TypeError, ValueError):
+        number = 0
+    if not 1 <= number <= levels:
+        raise FastgenError(f"latent level must be 1 … {levels} (the noise of that step) or top (x_{levels}), got {level!r}")
+    return number
+
+
+def edit_udpm_latents(model: LoadedModel | Any, latents: Any = None, *, n: int = 1, seed: int = 0,
+                      perturb: Sequence[tuple[int | str, float]] = (), swap: Sequence[tuple[Any, int | str]] = (),
+                      variants: int = 7) -> tuple[Tensor, int]:  # fmt: skip
+    """UDPM latent editing (udpm.md Figs. 6 and 10): images laid out in rows that show each edit, and the row width.
+
+    ``latents`` (e.g. :func:`load_latents`), or ``n`` drawn from ``seed``. Per image and per edit, one row:
+    ``perturb`` (level, strength): the original, then ``variants`` images whose map at that level is
+    √(1-s²)·map + s·fresh noise (the fresh noise from ``seed``); ``swap`` (other latents of the same batch size,
+    level): [this image, it with the other's map at that level, the other with this one's, the other image].
+    Levels as in :func:`latent_level`; editing level l leaves x_L … x_l unchanged and changes x_{l-1} … x_0.
+    """
+    from fastgen.diffusion import udpm
+
+    family = _udpm_family(model)
+    if bool(perturb) == bool(swap):
+        raise FastgenError("give perturbations or swaps (one kind per grid, so that its rows have one width)")
+    generator = torch.Generator().manual_seed(seed)
+    base = latents if latents is not None else family.draw_latents(n, generator)
+    rows = []
+    for index in range(base.batch_size):
+        image = base.select(index)
+        for level, strength in perturb:
+            if not isinstance(variants, int) or variants < 1:
+                raise FastgenError(f"perturbation needs ≥ 1 variant per row, got {variants!r}")
+            repeated = udpm.concat_latents([image] * variants)
+            rows += [image, udpm.perturb_noise(repeated, latent_level(model, level), strength, generator)]
+        for other, level in swap:
+            if other.batch_size != base.batch_size:
+                raise FastgenError(f"swap latents hold {other.batch_size} images, the edited ones {base.batch_size}; they must match")
+            partner = other.select(index)
+            rows += [image, *udpm.swap_noise(image, partner, latent_level(model, level)), partner]
+    images = family.sample_with_latents(model.sites, udpm.concat_latents(rows).to(model.device)).image
+    return images, 1 + variants if perturb else 4

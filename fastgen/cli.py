@@ -102,6 +102,9 @@ def sample(
     dt_s: float | None = typer.Option(None, "--dt-s", help="PDDPM: CCDF restart point as a fraction of T_s (0 < dt_s ≤ 1)."),
     save_latents: Path | None = typer.Option(None, "--save-latents", help="UDPM: save the latents (x_L and per-level noises) as .pt."),
     interpolate: bool = typer.Option(False, "--interpolate", help="UDPM: an interpolation grid between four random latents (paper Fig. 5)."),
+    latents_file: Path | None = typer.Option(None, "--latents", help="UDPM: replay (or, with --perturb/--swap, edit) latents saved by --save-latents; --n is then the file's.", exists=True, dir_okay=False),
+    perturb: list[str] = typer.Option([], "--perturb", help="UDPM: LEVEL:STRENGTH, e.g. 2:0.3 (repeatable): per image a row of the original and nrow-1 variants whose level-LEVEL noise is √(1-s²)·e + s·fresh (paper Fig. 6). LEVEL 1 … L is the noise of step x_L → x_(L-1), … (1 has no effect: exact posterior); top is x_L."),
+    swap: list[str] = typer.Option([], "--swap", help="UDPM: FILE:LEVEL (repeatable): per image a row [it, it with FILE's map at LEVEL, FILE's image with its map, FILE's image] (paper Fig. 10); FILE from --save-latents, same batch size."),
     backend: str | None = typer.Option(None, "--backend", help="torch (checkpoints), onnxruntime (bundles' default) or tensorrt."),
     zoom: int = typer.Option(0, "--zoom", help="Enlarge each image by this factor in the grid (0: enough for ≥ 64 px)."),
 ) -> None:
@@ -115,7 +118,18 @@ def sample(
                                                   clip_x0=clip_x0 or None).items()
                if value is not None}  # fmt: skip
     model = load_for_sampling(checkpoint, backend=backend, device=api.resolve_device(device), weights=weights)
-    if interpolate or save_latents is not None:
+    if latents_file is not None or perturb or swap:
+        if interpolate or save_latents is not None:
+            raise FastgenError("--interpolate and --save-latents make new latents; they do not combine with --latents, --perturb or --swap")
+        model.family.check_sampler_options(options)
+    base = api.load_latents(latents_file) if latents_file is not None else None
+    if perturb or swap:
+        edits = dict(perturb=[_pair(text, "LEVEL:STRENGTH", float) for text in perturb],
+                     swap=[(api.load_latents(file), level) for file, level in (_pair(text, "FILE:LEVEL") for text in swap)])
+        images, nrow = api.edit_udpm_latents(model, base, n=n, seed=seed, variants=nrow - 1, **edits)
+    elif base is not None:
+        images = api.sample(model, n, latents=base.to(model.device))
+    elif interpolate or save_latents is not None:
         images, latents = api.sample_udpm_latents(model, n, seed=seed, interpolate=interpolate, nrow=nrow)
         if save_latents is not None:
             api.save_latents(latents, save_latents)
@@ -177,6 +191,17 @@ def export(
     export_command(checkpoint, out, precision=precision, batch=batch.replace(":", ","), opset=opset, trt=trt, flavour=flavour,
                    opt_level=opt_level, timing_cache=timing_cache, compute_capability=compute_capability, check=check,
                    force=force, weights=weights, console=console)  # fmt: skip
+
+
+def _pair(text: str, form: str, tail_type: type = str) -> tuple[str, Any]:
+    """``"A:B"`` → ("A", tail_type("B")), split at the last colon (paths may hold colons); for FILE:LEVEL options."""
+    head, colon, tail = text.rpartition(":")
+    try:
+        if head and colon:
+            return head, tail_type(tail)
+    except ValueError:
+        pass
+    raise FastgenError(f"expected {form}, got {text!r}")
 
 
 def _csv(text: str | None, cast: type = str) -> list | None:

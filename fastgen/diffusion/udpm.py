@@ -45,6 +45,7 @@ __all__ = [
     "UDPMProcess",
     "UDPMSchedule",
     "box_kernel",
+    "concat_latents",
     "draw_latents",
     "gaussian_kernel",
     "interpolation_grid",
@@ -207,6 +208,27 @@ class UDPMLatents:
     def levels(self) -> int:
         return len(self.noises)
 
+    @property
+    def batch_size(self) -> int:
+        return self.x_top.shape[0]
+
+    def to(self, device: torch.device | str) -> UDPMLatents:
+        return _map_latents(lambda latent_map: latent_map.to(device), self)
+
+    def select(self, index: int | slice | Tensor) -> UDPMLatents:
+        """The latents of the images ``index`` picks out of the batch (an int keeps its batch axis)."""
+        index = slice(index, index + 1) if _is_int(index) else index
+        return _map_latents(lambda latent_map: latent_map[index], self)
+
+    def latent_map(self, level: int) -> Tensor:
+        """e_l for l = 1 … L, and x_L for l = L + 1: x_L is the noise of a step "L + 1" (the sampler's first input).
+
+        Editing map l changes x_{l-1} … x_0 and nothing above: x_L … x_l, hence levels L … l's network inputs, are
+        made before it is used (and under the exact posterior e_1 changes nothing at all).
+        """
+        _check_level(level, self.levels + 1)
+        return self.x_top if level == self.levels + 1 else self.noises[level - 1]
+
 
 class Sampled(NamedTuple):
     """A batch of samples and the latents that produced them."""
@@ -260,7 +282,17 @@ def _map_latents(combine: Callable[..., Tensor], *latents: UDPMLatents) -> UDPML
     )
 
 
+def concat_latents(latents: Sequence[UDPMLatents]) -> UDPMLatents:
+    """One batch from several latents of equal map shapes (batch axes concatenated in order)."""
+    if not latents:
+        raise FastgenError("concat_latents needs at least one UDPMLatents")
+    return _map_latents(lambda *maps: torch.cat(maps), *latents)
+
+
 def _with_noise(latents: UDPMLatents, level: int, noise: Tensor) -> UDPMLatents:
+    """``latents`` with map ``level`` (see :meth:`UDPMLatents.latent_map`; L + 1 is x_L) replaced by ``noise``."""
+    if level == latents.levels + 1:
+        return replace(latents, x_top=noise)
     noises = list(latents.noises)
     noises[level - 1] = noise
     return replace(latents, noises=tuple(noises))
@@ -300,27 +332,27 @@ def interpolation_grid(
 
 
 def perturb_noise(latents: UDPMLatents, level: int, strength: float, generator: torch.Generator) -> UDPMLatents:
-    """Replace e_l by √(1-s²)·e_l + s·z with fresh white z (paper Fig. 6): still N(0, I); s=0 keeps it, s=1 redraws."""
-    _check_level(level, latents.levels)
+    """Replace e_l by √(1-s²)·e_l + s·z with fresh white z (paper Fig. 6): still N(0, I); s=0 keeps it, s=1 redraws.
+
+    ``level`` L + 1 perturbs x_L (:meth:`UDPMLatents.latent_map`)."""
     if not 0 <= strength <= 1:
         raise FastgenError(f"perturbation strength must lie in [0, 1], got {strength!r}")
-    noise = latents.noises[level - 1]
+    noise = latents.latent_map(level)
     fresh = torch.randn(noise.shape, generator=generator, dtype=noise.dtype, device=noise.device)
     return _with_noise(latents, level, math.sqrt(1 - strength**2) * noise + strength * fresh)
 
 
 def swap_noise(first: UDPMLatents, second: UDPMLatents, level: int) -> tuple[UDPMLatents, UDPMLatents]:
-    """Exchange e_l between two latents (paper Fig. 10); returns (first with second's e_l, second with first's)."""
+    """Exchange e_l between two latents (paper Fig. 10); returns (first with second's e_l, second with first's).
+
+    ``level`` L + 1 exchanges x_L (:meth:`UDPMLatents.latent_map`)."""
     if first.levels != second.levels:
         raise FastgenError(f"swap_noise needs latents with equal levels, got {first.levels} and {second.levels}")
-    _check_level(level, first.levels)
-    if first.noises[level - 1].shape != second.noises[level - 1].shape:
-        shapes = tuple(first.noises[level - 1].shape), tuple(second.noises[level - 1].shape)
-        raise FastgenError(f"swap_noise needs equal e_{level} shapes, got {shapes[0]} and {shapes[1]}")
-    return (
-        _with_noise(first, level, second.noises[level - 1]),
-        _with_noise(second, level, first.noises[level - 1]),
-    )
+    ours, theirs = first.latent_map(level), second.latent_map(level)
+    if ours.shape != theirs.shape:
+        name = f"x_{first.levels}" if level == first.levels + 1 else f"e_{level}"
+        raise FastgenError(f"swap_noise needs equal {name} shapes, got {tuple(ours.shape)} and {tuple(theirs.shape)}")
+    return _with_noise(first, level, theirs), _with_noise(second, level, ours)
 
 
 # --------------------------------------------------------------------------------------------- processes
