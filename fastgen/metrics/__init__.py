@@ -1,4 +1,4 @@
-"""Image metrics: the perceptual training loss and FID.
+"""Image metrics: the perceptual training loss, FID, and full-reference PSNR/SSIM.
 
 Backbone weights load when a loss or feature extractor is first used, never at import.
 """
@@ -10,6 +10,7 @@ from fastgen.metrics.fid import (
     frechet_distance,
     inception_features,
 )
+from fastgen.metrics.fidelity import psnr, ssim
 from fastgen.metrics.perceptual import PerceptualLoss
 
 __all__ = [
@@ -19,4 +20,6 @@ __all__ = [
     "fid_between",
     "frechet_distance",
     "inception_features",
+    "psnr",
+    "ssim",
 ]
