@@ -227,8 +227,8 @@ def upscale_files(model: LoadedModel, inputs: Sequence[str | Path], out: str | P
 
 
 def latent_level(model: LoadedModel | Any, level: int | str) -> int:
-    """A UDPM latent map by level: 1 … L name the noise e_l of the step x_l → x_{l-1}, ``"top"`` names x_L
-    (returned as L + 1, the index :meth:`fastgen.diffusion.udpm.UDPMLatents.latent_map` takes)."""
+    """A UDPM latent map by level: 1 … L name the noise e_l of the step x_l → x_{l-1}, ``"top"`` the white noise
+    that makes x_L (returned as L + 1, the index :meth:`fastgen.diffusion.udpm.UDPMLatents.latent_map` takes)."""
     levels = _udpm_family(model).schedule.levels
     if level == "top":
         return levels + 1
@@ -237,7 +237,7 @@ def latent_level(model: LoadedModel | Any, level: int | str) -> int:
     except (TypeError, ValueError):
         number = 0
     if not 1 <= number <= levels:
-        raise FastgenError(f"latent level must be 1 … {levels} (the noise of that step) or top (x_{levels}), got {level!r}")
+        raise FastgenError(f"latent level must be 1 … {levels} (the noise of that step) or top (the noise of x_{levels}), got {level!r}")
     return number
 
 

@@ -103,7 +103,7 @@ def sample(
     save_latents: Path | None = typer.Option(None, "--save-latents", help="UDPM: save the latents (x_L and per-level noises) as .pt."),
     interpolate: bool = typer.Option(False, "--interpolate", help="UDPM: an interpolation grid between four random latents (paper Fig. 5)."),
     latents_file: Path | None = typer.Option(None, "--latents", help="UDPM: replay (or, with --perturb/--swap, edit) latents saved by --save-latents; --n is then the file's.", exists=True, dir_okay=False),
-    perturb: list[str] = typer.Option([], "--perturb", help="UDPM: LEVEL:STRENGTH, e.g. 2:0.3 (repeatable): per image a row of the original and nrow-1 variants whose level-LEVEL noise is √(1-s²)·e + s·fresh (paper Fig. 6). LEVEL 1 … L is the noise of step x_L → x_(L-1), … (1 has no effect: exact posterior); top is x_L."),
+    perturb: list[str] = typer.Option([], "--perturb", help="UDPM: LEVEL:STRENGTH, e.g. 2:0.3 (repeatable): per image a row of the original and nrow-1 variants whose level-LEVEL noise is √(1-s²)·e + s·fresh (paper Fig. 6). LEVEL l = 1 … L is the noise e_l of the step x_l → x_(l-1) (e_1 has no effect: exact posterior); top is the noise that makes x_L."),
     swap: list[str] = typer.Option([], "--swap", help="UDPM: FILE:LEVEL (repeatable): per image a row [it, it with FILE's map at LEVEL, FILE's image with its map, FILE's image] (paper Fig. 10); FILE from --save-latents, same batch size."),
     backend: str | None = typer.Option(None, "--backend", help="torch (checkpoints), onnxruntime (bundles' default) or tensorrt."),
     zoom: int = typer.Option(0, "--zoom", help="Enlarge each image by this factor in the grid (0: enough for ≥ 64 px)."),

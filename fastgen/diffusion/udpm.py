@@ -221,7 +221,7 @@ class UDPMLatents:
         return _map_latents(lambda latent_map: latent_map[index], self)
 
     def latent_map(self, level: int) -> Tensor:
-        """e_l for l = 1 … L, and x_L for l = L + 1: x_L is the noise of a step "L + 1" (the sampler's first input).
+        """e_l for l = 1 … L, and ``x_top`` (the white noise that makes x_L) for l = L + 1: the noise of a step "L + 1".
 
         Editing map l changes x_{l-1} … x_0 and nothing above: x_L … x_l, hence levels L … l's network inputs, are
         made before it is used (and under the exact posterior e_1 changes nothing at all).
@@ -290,7 +290,7 @@ def concat_latents(latents: Sequence[UDPMLatents]) -> UDPMLatents:
 
 
 def _with_noise(latents: UDPMLatents, level: int, noise: Tensor) -> UDPMLatents:
-    """``latents`` with map ``level`` (see :meth:`UDPMLatents.latent_map`; L + 1 is x_L) replaced by ``noise``."""
+    """``latents`` with map ``level`` (see :meth:`UDPMLatents.latent_map`; L + 1 is x_top) replaced by ``noise``."""
     if level == latents.levels + 1:
         return replace(latents, x_top=noise)
     noises = list(latents.noises)
@@ -334,7 +334,7 @@ def interpolation_grid(
 def perturb_noise(latents: UDPMLatents, level: int, strength: float, generator: torch.Generator) -> UDPMLatents:
     """Replace e_l by √(1-s²)·e_l + s·z with fresh white z (paper Fig. 6): still N(0, I); s=0 keeps it, s=1 redraws.
 
-    ``level`` L + 1 perturbs x_L (:meth:`UDPMLatents.latent_map`)."""
+    ``level`` L + 1 perturbs x_top, the noise of x_L (:meth:`UDPMLatents.latent_map`)."""
     if not 0 <= strength <= 1:
         raise FastgenError(f"perturbation strength must lie in [0, 1], got {strength!r}")
     noise = latents.latent_map(level)
@@ -345,12 +345,12 @@ def perturb_noise(latents: UDPMLatents, level: int, strength: float, generator: 
 def swap_noise(first: UDPMLatents, second: UDPMLatents, level: int) -> tuple[UDPMLatents, UDPMLatents]:
     """Exchange e_l between two latents (paper Fig. 10); returns (first with second's e_l, second with first's).
 
-    ``level`` L + 1 exchanges x_L (:meth:`UDPMLatents.latent_map`)."""
+    ``level`` L + 1 exchanges x_top, the noise of x_L (:meth:`UDPMLatents.latent_map`)."""
     if first.levels != second.levels:
         raise FastgenError(f"swap_noise needs latents with equal levels, got {first.levels} and {second.levels}")
     ours, theirs = first.latent_map(level), second.latent_map(level)
     if ours.shape != theirs.shape:
-        name = f"x_{first.levels}" if level == first.levels + 1 else f"e_{level}"
+        name = "x_top" if level == first.levels + 1 else f"e_{level}"
         raise FastgenError(f"swap_noise needs equal {name} shapes, got {tuple(ours.shape)} and {tuple(theirs.shape)}")
     return _with_noise(first, level, theirs), _with_noise(second, level, ours)
 
