@@ -257,20 +257,23 @@ def edit_udpm_latents(model: LoadedModel | Any, latents: Any = None, *, n: int =
     family = _udpm_family(model)
     if bool(perturb) == bool(swap):
         raise FastgenError("give perturbations or swaps (one kind per grid, so that its rows have one width)")
+    if perturb and (not isinstance(variants, int) or variants < 1):
+        raise FastgenError(f"perturbation needs ≥ 1 variant per row, got {variants!r}")
+    perturb = [(latent_level(model, level), strength) for level, strength in perturb]
+    swap = [(other, latent_level(model, level)) for other, level in swap]
     generator = torch.Generator().manual_seed(seed)
     base = latents if latents is not None else family.draw_latents(n, generator)
+    for other, _ in swap:
+        if other.batch_size != base.batch_size:
+            raise FastgenError(f"swap latents hold {other.batch_size} images, the edited ones {base.batch_size}; they must match")
     rows = []
     for index in range(base.batch_size):
         image = base.select(index)
         for level, strength in perturb:
-            if not isinstance(variants, int) or variants < 1:
-                raise FastgenError(f"perturbation needs ≥ 1 variant per row, got {variants!r}")
             repeated = udpm.concat_latents([image] * variants)
-            rows += [image, udpm.perturb_noise(repeated, latent_level(model, level), strength, generator)]
+            rows += [image, udpm.perturb_noise(repeated, level, strength, generator)]
         for other, level in swap:
-            if other.batch_size != base.batch_size:
-                raise FastgenError(f"swap latents hold {other.batch_size} images, the edited ones {base.batch_size}; they must match")
             partner = other.select(index)
-            rows += [image, *udpm.swap_noise(image, partner, latent_level(model, level)), partner]
+            rows += [image, *udpm.swap_noise(image, partner, level), partner]
     images = family.sample_with_latents(model.sites, udpm.concat_latents(rows).to(model.device)).image
     return images, 1 + variants if perturb else 4
