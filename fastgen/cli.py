@@ -152,7 +152,7 @@ def upscale(
     seed: int = typer.Option(0, "--seed", help="Random seed of the re-noising and reverse steps: same seed, same images."),
     t_s: int | None = typer.Option(None, "--t-s", help="Steps of the scaled schedule per level (default: the recipe's, else 100)."),
     dt_s: float | None = typer.Option(None, "--dt-s", help="CCDF restart point as a fraction of T (0 < dt_s ≤ 1; default: the recipe's, else 0.3)."),
-    guidance: float | None = typer.Option(None, "--guidance", help="λ of the data-consistency gradient (PDDPM eq. 10), ≥ 0; 0 turns it off (default: fastgen.diffusion.pddpm.DEFAULT_GUIDANCE). Pulling fully onto the input takes about scale²/2."),
+    guidance: float | None = typer.Option(None, "--guidance", help="λ of the data-consistency gradient (PDDPM eq. 10), ≥ 0; 0 turns it off (default: fastgen.diffusion.pddpm.DEFAULT_GUIDANCE). λ ≈ f²/2 pulls a level f× the input's size fully onto it; ×4 passes a ×2 level first, so well above 2 diverges."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1 …"),
     weights: str = typer.Option("ema", "--weights", help="ema (default) or model (the raw, non-averaged weights)."),
 ) -> None:
