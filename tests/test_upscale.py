@@ -122,3 +122,17 @@ def test_cli_upscale_bad_inputs_are_clear_errors(pddpm_run: Path, tmp_path: Path
                            "--out", str(tmp_path / "o.png"), "--device", "cpu"], capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_cli_upscales_rgb_with_an_rgb_model_and_refuses_grey(tmp_path: Path) -> None:
+    run = tmp_path / "rgb"
+    api.train(ROOT / "train" / "pddpm_tiny.toml", ["model.channels=3", "run.steps=1", "run.checkpoint_every=1"], run_dir=run)
+    colour = write_png(tmp_path / "colour.png", low_resolution(8, batch=3).reshape(1, 3, 8, 8))
+    grey = write_png(tmp_path / "grey.png", low_resolution(8)[:1])
+    arguments = ["--scale", "2", "--t-s", "10", "--dt-s", "0.5", "--device", "cpu"]
+    result = runner.invoke(app, ["upscale", str(run), str(colour), "--out", str(tmp_path / "big.png"), *arguments])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "big.png") as image:
+        assert (image.size, image.mode) == ((16, 16), "RGB")
+    result = runner.invoke(app, ["upscale", str(run), str(grey), "--out", str(tmp_path / "no.png"), *arguments])
+    assert "grey.png is grey but the model makes RGB images" in str(result.exception)
