@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from fastgen.accel import PLANS, GraphSampler, TorchSite, as_sites, plan_for, prepare_sites
+from fastgen.accel import GraphSampler, ProgramRunner, TorchSite, as_sites, prepare_sites
 from fastgen.api import model_config_from_recipe
 from fastgen.errors import FastgenError
 from fastgen.families import FAMILIES, Family, build_family, module_sites

@@ -1,9 +1,11 @@
-"""One CUDA graph per batch size for a whole sample: every network call, reverse step and noise draw.
+"""One CUDA graph per batch size for a whole sample: the sampling program's interpretation, captured.
 
-Noise is torch's counter-based Philox on a private CUDA generator registered with the graph: torch keeps the
-generator's seed and offset in device buffers that each replay reads and then advances, so a replay is a new
-sample, and reseeding before a replay makes it reproducible. (The fused kernels' own in-kernel Philox takes its
-seed and offset as launch arguments, which a graph would freeze; the kernels read the graph's noise tensors.)
+:class:`ProgramRunner` binds a family's program to prepared call sites, a batch size and a device, with the noise
+seed held in a device tensor; :class:`GraphSampler` captures one :meth:`ProgramRunner.run` in a CUDA graph. The
+noise is the program's Philox contract computed by tensor ops that read the seed tensor, so a replay after
+:meth:`GraphSampler.replay` writes a new seed into it is that seed's sample — the same images as the eager
+``family.sample(..., seed=seed)`` (bit for bit with the reference steps in fp32; to float32 rounding with the
+fused kernels, which read the graph's noise tensors).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from fastgen.accel.plans import SamplePlan, plan_for
 from fastgen.accel.sites import as_sites, prepare_sites, resolve_precision
 from fastgen.errors import FastgenError
 from fastgen.families import Family
+from fastgen.sampling.interpreter import Interpreter, random_seed, use_fused
+from fastgen.sampling.noise import philox_source, seed_words
 
 
 def cuda_device(device: torch.device | str) -> torch.device:
@@ -30,72 +33,77 @@ def cuda_device(device: torch.device | str) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
 
 
-class GraphSampler:
-    """A family's sampler captured once for ``batch_size`` images and replayed per sample.
+class ProgramRunner:
+    """``family``'s program for ``options`` bound to ``batch_size``, ``device`` and prepared sites: what a graph captures.
 
     ``sites_or_networks``: the family's networks (as :func:`fastgen.api.load_model` gives them) or ready call
     sites. Torch modules run in ``precision`` (``fp32``/``bf16``/``fp16``; channels_last by default for 16-bit),
     optionally through ``torch.compile``; other sites (ONNX Runtime, TensorRT) run as given. ``kernels``:
-    ``auto`` (fused where available), ``fused`` or ``reference``. ``options``: the family's sampler options.
-    ``max_calls`` captures only the first network calls of a long chain, for timing (:class:`SamplePlan`).
-
-    With the reference steps in fp32, ``sample(seed)`` equals ``family.sample(sites, batch_size,
-    generator=torch.Generator("cuda").manual_seed(seed), device="cuda", **options)``; the fused steps agree to
-    float32 rounding.
+    ``auto`` (fused where available), ``fused`` or ``reference``. ``max_calls`` runs only the first network calls
+    of a long chain, for timing.
     """
 
-    def __init__(
-        self,
-        family: Family,
-        sites_or_networks: Mapping[str, Any],
-        batch_size: int,
-        *,
-        precision: str | torch.dtype = "fp32",
-        channels_last: bool | None = None,
-        compile: bool = False,
-        kernels: str = "auto",
-        device: torch.device | str = "cuda",
-        warmup: int = 2,
-        max_calls: int | None = None,
-        **options: Any,
-    ) -> None:
-        self.device = cuda_device(device)
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
-            # Warm-up compiles (torch.compile, NVRTC), loads kernels and fills caches: none of that may be captured.
-            raise FastgenError(f"warmup must be a positive integer (runs before capture), got {warmup!r}")
+    def __init__(self, family: Family, sites_or_networks: Mapping[str, Any], batch_size: int, *,
+                 precision: str | torch.dtype = "fp32", channels_last: bool | None = None, compile: bool = False,
+                 kernels: str = "auto", device: torch.device | str = "cpu", max_calls: int | None = None,
+                 **options: Any) -> None:  # fmt: skip
+        self.device = torch.device(device)
         self.family = family
         self.precision = resolve_precision(precision)
-        self.plan: SamplePlan = plan_for(family, batch_size, self.device, kernels=kernels, max_calls=max_calls, **options)
-        if not self.plan.capturable:
-            raise FastgenError(f"this {family.name} sampler is capturable only with the fused kernels, which are "
-                               f"{'off' if kernels == 'reference' else 'unavailable here'} (kernels={kernels!r})")
+        if max_calls is not None and (isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1):
+            raise FastgenError(f"max_calls must be a positive integer or None, got {max_calls!r}")
+        self.interpreter = Interpreter(family.program(**options), batch_size, self.device,
+                                       fused=use_fused(kernels, self.device))  # fmt: skip
         sites = as_sites(family, sites_or_networks)
         self.sites = prepare_sites(sites, self.device, self.precision, channels_last=channels_last, compile=compile)
-        self._generator = torch.Generator(self.device)
-        self._graph = torch.cuda.CUDAGraph()
-        self.output = self._capture(warmup)
+        self.max_calls = max_calls
+        self._key = seed_words(0, self.device)
 
     @property
     def batch_size(self) -> int:
-        return self.plan.batch_size
+        return self.interpreter.batch_size
 
     @property
     def nfe(self) -> int:
         """Network calls of one full sample."""
-        return self.plan.nfe
+        return self.interpreter.nfe
 
     @property
     def calls(self) -> int:
-        """Network calls in the graph (``nfe`` unless ``max_calls`` cut it)."""
-        return self.plan.calls
+        """Network calls of one run (``nfe`` unless ``max_calls`` cuts it)."""
+        return self.nfe if self.max_calls is None else min(self.nfe, self.max_calls)
 
     @property
     def fused(self) -> bool:
-        """Whether the graph runs the fused step kernels (else the torch reference steps)."""
-        return self.plan.fused
+        """Whether the step ops run the fused kernels (else the torch reference steps)."""
+        return self.interpreter.fused
 
-    def _noise(self, shape: tuple[int, ...]) -> Tensor:
-        return torch.randn(shape, generator=self._generator, device=self.device, dtype=torch.float32)
+    def reseed(self, seed: int | None) -> None:
+        """Write ``seed`` (None: a fresh one) into the seed tensor the runs read."""
+        self._key.copy_(seed_words(random_seed() if seed is None else seed))
+
+    def run(self) -> Tensor:
+        """One sample [B, C, H, W] with the current seed (no host copies, no reads back: capturable)."""
+        return self.interpreter.run(self.sites, philox_source(self._key), max_calls=self.max_calls)
+
+
+class GraphSampler(ProgramRunner):
+    """A family's program captured once in a CUDA graph for ``batch_size`` images and replayed per sample.
+
+    Arguments as :class:`ProgramRunner`; ``warmup`` runs before the capture compile (torch.compile, NVRTC), load
+    kernels and fill caches. ``sample(seed)`` equals ``family.sample(sites, batch_size, seed=seed, device="cuda",
+    **options)`` with the reference steps in fp32; the fused steps agree to float32 rounding.
+    """
+
+    def __init__(self, family: Family, sites_or_networks: Mapping[str, Any], batch_size: int, *,
+                 device: torch.device | str = "cuda", warmup: int = 2, **arguments: Any) -> None:  # fmt: skip
+        device = cuda_device(device)
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
+            # Warm-up compiles (torch.compile, NVRTC), loads kernels and fills caches: none of that may be captured.
+            raise FastgenError(f"warmup must be a positive integer (runs before capture), got {warmup!r}")
+        super().__init__(family, sites_or_networks, batch_size, device=device, **arguments)
+        self._graph = torch.cuda.CUDAGraph()
+        self.output = self._capture(warmup)
 
     def _capture(self, warmup: int) -> Tensor:
         """Warm up on a side stream, then capture one sample; returns its (static) output buffer."""
@@ -104,22 +112,18 @@ class GraphSampler:
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(warmup):
-                    self.plan.run(self.sites, self._noise)
+                    self.run()
             torch.cuda.current_stream().wait_stream(side)
-            self._graph.register_generator_state(self._generator)
             try:
                 with torch.cuda.graph(self._graph):
-                    return self.plan.run(self.sites, self._noise)
+                    return self.run()
             except RuntimeError as error:
                 raise FastgenError(f"the {self.family.name} sampler could not be captured in a CUDA graph: {error}") from error
 
     def replay(self, seed: int | None = None) -> Tensor:
-        """Run the graph once and return its static output buffer (overwritten by the next replay).
-
-        ``seed`` reseeds the noise first (same seed, same images); ``None`` continues the noise stream.
-        """
-        if seed is not None:
-            self._generator.manual_seed(seed)
+        """Run the graph once with ``seed`` (None: a fresh one) and return its static output buffer (overwritten
+        by the next replay)."""
+        self.reseed(seed)
         self._graph.replay()
         return self.output
 

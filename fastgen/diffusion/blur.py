@@ -106,7 +106,7 @@ def _angular_frequencies(basis: str, n: int, half_spectrum: bool) -> Tensor:
     return math.pi * torch.arange(n, dtype=torch.float64) / n
 
 
-def _check_basis(basis: str) -> None:
+def check_basis(basis: str) -> None:
     if basis not in BASES:
         raise FastgenError(f"unknown blur basis {basis!r}; choose one of {', '.join(BASES)}")
 
@@ -164,7 +164,7 @@ def make_blur_schedule(
     of W at the last step (0 gives plain DDPM). Powers of a *sampled* Gaussian are not sampled Gaussians
     of a smaller σ (aliasing), so the paper's (σ, f(N)) pair is kept instead of one "max σ".
     """
-    _check_basis(basis)
+    check_basis(basis)
     if not all(isinstance(n, int) and n >= 1 for n in (height, width)):
         raise FastgenError(f"image height and width must be positive integers, got {height!r} x {width!r}")
     betas = make_betas(beta_schedule, num_steps)
@@ -173,9 +173,6 @@ def make_blur_schedule(
         gaussian_transfer(_angular_frequencies(basis, height, half_spectrum=False), blur_sigma)[:, None]
         * gaussian_transfer(_angular_frequencies(basis, width, half_spectrum=True), blur_sigma)[None, :]
     )
-    # log-space keeps d^{2f} and the long products accurate; expm1 gives 1 − a and 1 − ā without cancellation
-    log_alphas = torch.log1p(-betas)[:, None, None] + 2 * powers[:, None, None] * torch.log(eigenvalues)
-    log_alphas_cumprod = torch.cumsum(log_alphas, dim=0)
     schedule = BlurSchedule(
         basis=basis,
         height=height,
@@ -183,24 +180,58 @@ def make_blur_schedule(
         betas=betas,
         blur_powers=powers,
         eigenvalues=eigenvalues,
-        alphas=log_alphas.exp(),
-        alphas_cumprod=log_alphas_cumprod.exp(),
-        one_minus_alphas=-torch.expm1(log_alphas),
-        one_minus_alphas_cumprod=-torch.expm1(log_alphas_cumprod),
+        **step_tables(StepFactors.of(betas, powers, eigenvalues)),
     )
     return schedule.to(device=device, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class StepFactors:
+    """The separable logarithms of a_{t,k} and ā_{t,k} (float64): ln a = log_alpha + 2·power·ln d_k and
+    ln ā = log_alpha_cumprod + 2·power_cumsum·ln d_k — what a sampling program stores instead of [T, H, W'] tables."""
+
+    log_alpha: Tensor  # [T] ln(1 − β_t)
+    power: Tensor  # [T] f(t)
+    log_alpha_cumprod: Tensor  # [T] Σ_{j≤t} ln(1 − β_j)
+    power_cumsum: Tensor  # [T] Σ_{j≤t} f(j)
+    log_eigenvalues: Tensor  # [H, W'] ln d_k
+
+    @classmethod
+    def of(cls, betas: Tensor, powers: Tensor, eigenvalues: Tensor) -> StepFactors:
+        log_alpha = torch.log1p(-betas.double())
+        powers = powers.double()
+        return cls(log_alpha, powers, torch.cumsum(log_alpha, 0), torch.cumsum(powers, 0), eigenvalues.double().log())
+
+
+def step_tables(factors: StepFactors) -> dict[str, Tensor]:
+    """a, ā, 1 − a, 1 − ā as [T, H, W'] tables (log space keeps d^{2f} and the long products accurate; expm1 gives
+    1 − a and 1 − ā without cancellation)."""
+    log_d = factors.log_eigenvalues[None]
+    log_alphas = factors.log_alpha[:, None, None] + 2 * factors.power[:, None, None] * log_d
+    log_alphas_cumprod = factors.log_alpha_cumprod[:, None, None] + 2 * factors.power_cumsum[:, None, None] * log_d
+    return {
+        "alphas": log_alphas.exp(),
+        "alphas_cumprod": log_alphas_cumprod.exp(),
+        "one_minus_alphas": -torch.expm1(log_alphas),
+        "one_minus_alphas_cumprod": -torch.expm1(log_alphas_cumprod),
+    }
+
+
+def factors_of(schedule: BlurSchedule) -> StepFactors:
+    """The schedule's step factors, from its betas, powers and eigenvalues (exact for a float64 schedule)."""
+    return StepFactors.of(schedule.betas, schedule.blur_powers, schedule.eigenvalues)
 
 
 # ---------------------------------------------------------------------------------------- transforms
 def spectrum_shape(basis: str, height: int, width: int) -> tuple[int, int]:
     """Shape of the last two dims of ``to_spectrum``'s output: (H, W//2+1) for Fourier, (H, W) for DCT."""
-    _check_basis(basis)
+    check_basis(basis)
     return (height, width // 2 + 1) if basis == "fourier" else (height, width)
 
 
 def to_spectrum(x: Tensor, basis: str) -> Tensor:
     """Uᵀx over the last two dims: orthonormal complex half-spectrum DFT, or orthonormal real DCT-II."""
-    _check_basis(basis)
+    check_basis(basis)
     if basis == "fourier":
         return torch.fft.rfft2(x, norm="ortho")
     return _dct2(x)
@@ -208,7 +239,7 @@ def to_spectrum(x: Tensor, basis: str) -> Tensor:
 
 def from_spectrum(coeffs: Tensor, basis: str, size: tuple[int, int]) -> Tensor:
     """U c: the inverse of ``to_spectrum`` for images of spatial ``size`` (H, W)."""
-    _check_basis(basis)
+    check_basis(basis)
     if basis == "fourier":
         return torch.fft.irfft2(coeffs, s=size, norm="ortho")
     return _idct2(coeffs)
@@ -351,16 +382,15 @@ def score_from_eps(schedule: BlurSchedule, eps_hat: Tensor, t: int | Tensor) -> 
 
 
 def reverse_step_coefficients(schedule: BlurSchedule, t: int | Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-frequency (c_x, c_eps, c_z), each [1 or B, 1, H, W'], with x̄_{t−1} = c_x x̄_t + c_eps ε̄ + c_z z̄.
-
-    c_x = 2 − √a_t, c_eps = −(1 − a_t)/√(1 − ā_t) (the score folded in), c_z = √(1 − a_t).
-    """
-    one_minus_alpha = _at_step(schedule.one_minus_alphas, t)
-    return (
-        2 - _at_step(schedule.alphas, t).sqrt(),
-        -one_minus_alpha * _at_step(schedule.one_minus_alphas_cumprod, t).rsqrt(),
-        one_minus_alpha.sqrt(),
+    """Per-frequency (c_x, c_eps, c_z), each [1 or B, 1, H, W'], with x̄_{t−1} = c_x x̄_t + c_eps ε̄ + c_z z̄."""
+    return coefficients_from_tables(
+        _at_step(schedule.alphas, t), _at_step(schedule.one_minus_alphas, t), _at_step(schedule.one_minus_alphas_cumprod, t)
     )
+
+
+def coefficients_from_tables(alphas: Tensor, one_minus_alphas: Tensor, one_minus_alphas_cumprod: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """c_x = 2 − √a_t, c_eps = −(1 − a_t)/√(1 − ā_t) (the score folded in), c_z = √(1 − a_t)."""
+    return 2 - alphas.sqrt(), -one_minus_alphas * one_minus_alphas_cumprod.rsqrt(), one_minus_alphas.sqrt()
 
 
 def reverse_step(schedule: BlurSchedule, x: Tensor, t: int | Tensor, eps_hat: Tensor, noise: Tensor) -> Tensor:
@@ -374,10 +404,16 @@ def reverse_step(schedule: BlurSchedule, x: Tensor, t: int | Tensor, eps_hat: Te
     _check_like(x, eps_hat, "eps_hat")
     _check_like(x, noise, "noise")
     _check_step(schedule, t, x.shape[0])
-    x_spec, eps_spec, noise_spec = to_spectrum(torch.stack([x, eps_hat, noise]), schedule.basis)
-    c_x, c_eps, c_z = reverse_step_coefficients(schedule, t)
-    combined = c_x * x_spec + c_eps * eps_spec + c_z * noise_spec
-    return from_spectrum(combined, schedule.basis, (schedule.height, schedule.width))
+    return combine_step(reverse_step_coefficients(schedule, t), schedule.basis, x, eps_hat, noise)
+
+
+def combine_step(coefficients: tuple[Tensor, Tensor, Tensor], basis: str, x: Tensor, eps_hat: Tensor,
+                 noise: Tensor | None) -> Tensor:  # fmt: skip
+    """U (c_x Uᵀx + c_eps Uᵀε̂ + c_z Uᵀz) for per-frequency (c_x, c_eps, c_z); ``noise`` None: no noise term."""
+    images = [x, eps_hat] if noise is None else [x, eps_hat, noise]
+    spectra = to_spectrum(torch.stack(images), basis)
+    combined = sum(c * spectrum for c, spectrum in zip(coefficients, spectra))
+    return from_spectrum(combined, basis, (x.shape[-2], x.shape[-1]))
 
 
 # ---------------------------------------------------------------------------------------- sampler

@@ -24,6 +24,7 @@ Conventions
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -250,6 +251,82 @@ def guidance_gradient(
             return model_out.detach(), torch.zeros_like(x_t)
         (gradient,) = torch.autograd.grad(loss, x_in, allow_unused=True)
     return model_out.detach(), torch.zeros_like(x_t) if gradient is None else gradient
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# per-step constants (the sampling program's affine steps and the fused kernel ddpm_step.cu)
+
+
+@dataclass(frozen=True)
+class AffineStepConstants:
+    """The scalars of ddpm_step.cu: x0 = a·x + b·m (clamped to [-1, 1] if ``clip``), out = p·x0 + q·x + r·m + s·z."""
+
+    a: float
+    b: float
+    clip: bool
+    p: float
+    q: float
+    r: float
+    s: float
+
+
+def _x0_and_eps(schedule: DiffusionSchedule, t: int, clip_x0: bool) -> tuple[float, float, bool]:
+    """(a, b, eps_is_model_out) of model_output_to_x0_eps at step t."""
+    if schedule.prediction_type == "eps":
+        a, b = float(schedule.sqrt_recip_alphas_cumprod[t]), -float(schedule.sqrt_recipm1_alphas_cumprod[t])
+        return a, b, not clip_x0
+    return 0.0, 1.0, False
+
+
+def _check_step_index(schedule: DiffusionSchedule, name: str, t: object, lowest: int = 0) -> int:
+    if isinstance(t, bool) or not isinstance(t, int) or not lowest <= t < schedule.num_steps:
+        raise FastgenError(f"{name} must be an integer in [{lowest}, {schedule.num_steps}), got {t!r}")
+    return t
+
+
+def ancestral_constants(schedule: DiffusionSchedule, t: int, clip_x0: bool = False) -> AffineStepConstants:
+    """Constants of ddpm.ancestral_step at integer step ``t``: out = μ̃_t(x0_hat, x_t) + β̃_t^½ z."""
+    _check_step_index(schedule, "t", t)
+    a, b, _ = _x0_and_eps(schedule, t, clip_x0)
+    return AffineStepConstants(
+        a=a,
+        b=b,
+        clip=clip_x0,
+        p=float(schedule.posterior_mean_coef_x0[t]),
+        q=float(schedule.posterior_mean_coef_xt[t]),
+        r=0.0,
+        s=float(schedule.posterior_std[t]),
+    )
+
+
+def ddim_constants(
+    schedule: DiffusionSchedule, t: int, t_prev: int, eta: float, clip_x0: bool = False
+) -> AffineStepConstants:
+    """Constants of ddpm.ddim_step from ``t`` to ``t_prev`` (-1: the clean image)."""
+    _check_step_index(schedule, "t", t)
+    _check_step_index(schedule, "t_prev", t_prev, lowest=-1)
+    if not 0.0 <= eta <= 1.0:
+        raise FastgenError(f"eta must lie in [0, 1], got {eta}")
+    a, b, eps_is_model_out = _x0_and_eps(schedule, t, clip_x0)
+    alpha_bar = float(schedule.alphas_cumprod[t])
+    alpha_bar_prev = float(schedule.alphas_cumprod[t_prev]) if t_prev >= 0 else 1.0
+    variance = eta**2 * (1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)
+    direction = math.sqrt(max(1 - alpha_bar_prev - variance, 0.0))
+    p = math.sqrt(alpha_bar_prev)
+    if eps_is_model_out:
+        return AffineStepConstants(a=a, b=b, clip=clip_x0, p=p, q=0.0, r=direction, s=math.sqrt(variance))
+    # ε is recomputed from x0: (x − √ᾱ_t·x0)/√(1−ᾱ_t), folded into p and q.
+    sqrt_alpha_bar = float(schedule.sqrt_alphas_cumprod[t])
+    sqrt_one_minus = float(schedule.sqrt_one_minus_alphas_cumprod[t])
+    return AffineStepConstants(
+        a=a,
+        b=b,
+        clip=clip_x0,
+        p=p - direction * sqrt_alpha_bar / sqrt_one_minus,
+        q=direction / sqrt_one_minus,
+        r=0.0,
+        s=math.sqrt(variance),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -237,6 +237,30 @@ class Sampled(NamedTuple):
     latents: UDPMLatents
 
 
+@dataclass(frozen=True)
+class BlockPosteriorConstants:
+    """The exact posterior step of a Lemma-1 kernel per γ×γ block (v = the block of x̂, y = x_l there, e = noise):
+    x_{l-1} = kx·v + taps·(kp·d + ky·y) + ke·e + taps·(kep·de), d = Σ taps·v, de = Σ taps·e (udpm_posterior.cu)."""
+
+    taps: Tensor  # [γ, γ] float64
+    kx: float
+    kp: float
+    ky: float
+    ke: float
+    kep: float
+
+
+@dataclass(frozen=True)
+class MatheronConstants:
+    """Matheron's-rule step of a circulant kernel (:func:`kalman_update`) on x_{l-1}'s grid."""
+
+    alpha: float
+    sigma: float
+    prior_scale: float  # ᾱ_{l-1}
+    transfer: Tensor  # ŵ, complex128 [H, W]
+    prior_cov: Tensor  # ĉ_{l-1}, float64 [H, W]
+
+
 def draw_latents(
     schedule: UDPMSchedule, shape: Sequence[int], generator: torch.Generator, dtype: torch.dtype = torch.float32
 ) -> UDPMLatents:
@@ -489,6 +513,14 @@ class UDPM(UDPMProcess):
         gain = alpha * prior_variance / evidence_variance
         return alpha, gain, prior_variance, prior_variance * sigma**2 / evidence_variance
 
+    def posterior_constants(self, level: int) -> BlockPosteriorConstants:
+        """The posterior step per γ×γ block, finite at σ̃_{l-1} = 0 (level 1 gives (1, 0, 0, 0, 0): x̂ itself)."""
+        alpha, gain, null_variance, range_variance = self._posterior_coefficients(level)
+        prior_scale = self.schedule.alpha_bar(level - 1)
+        null_std, range_std = math.sqrt(null_variance), math.sqrt(range_variance)
+        return BlockPosteriorConstants(taps=self.kernel.double(), kx=prior_scale, kp=-gain * alpha * prior_scale,
+                                       ky=gain, ke=null_std, kep=range_std - null_std)  # fmt: skip
+
     def _split_apply(self, v: Tensor, null_scale: float, range_scale: float) -> Tensor:
         """(I−P)·null_scale + P·range_scale applied to v, with P = HᵀH."""
         return null_scale * v + (range_scale - null_scale) * self.up(self.down(v))
@@ -628,35 +660,53 @@ class CirculantUDPM(UDPMProcess):
         _check_shape(_check_image(obs_noise, "obs_noise"), x_l.shape, "obs_noise", "the shape of x_l")
         return self._kalman_update(x_l, x_hat, level, prior_noise, obs_noise)
 
-    def _kalman_update(self, x_l: Tensor, x_hat: Tensor, level: int, noise: Tensor, obs_noise: Tensor | None) -> Tensor:
-        """x_pr + α C_{l-1} Hᵀ C_l⁻¹ (x_l − α ᾱ H x̂ − predicted noise), all in the DFT.
+    def matheron_constants(self, level: int, size: Sequence[int]) -> MatheronConstants:
+        """The constants of the step x_l → x_{l-1} with x_{l-1} on a ``size`` grid (float64)."""
+        _check_level(level, self.schedule.levels)
+        return MatheronConstants(
+            alpha=self.schedule.alphas[level - 1],
+            sigma=self.schedule.sigmas[level - 1],
+            prior_scale=self.schedule.alpha_bar(level - 1),
+            transfer=self.transfer_function(size),
+            prior_cov=self.marginal_cov_spectrum(level - 1, size),
+        )
 
-        The predicted noise is Matheron's α H(x_pr noise) + σ e' when ``obs_noise`` is given, else the
-        one-noise factor's κ α H(x_pr noise). Kept in the pixel domain, ᾱ x̂ passes through unrounded, so
-        at level 1 (C_0 = 0, every correction exactly 0) the result is x̂ bit for bit.
-        """
-        gamma = self.schedule.gamma
-        alpha, sigma = self.schedule.alphas[level - 1], self.schedule.sigmas[level - 1]
-        prior_scale = self.schedule.alpha_bar(level - 1)
+    def _kalman_update(self, x_l: Tensor, x_hat: Tensor, level: int, noise: Tensor, obs_noise: Tensor | None) -> Tensor:
         work = self._work(x_hat)
-        transfer = self.transfer_function(x_hat.shape[-2:], x_hat.device, work.dtype)
-        prior_cov = self.marginal_cov_spectrum(level - 1, x_hat.shape[-2:], x_hat.device, work.dtype)
-        evidence_cov = alpha**2 * _fold(transfer.abs() ** 2 * prior_cov, gamma) / gamma**2 + sigma**2
-        prior_noise = prior_cov.sqrt() * torch.fft.fft2(self._work(noise))
-        predicted_noise = alpha * _fold(transfer * prior_noise, gamma) / gamma**2
-        if obs_noise is None:
-            predicted_noise = predicted_noise * evidence_cov.sqrt() / (evidence_cov.sqrt() + sigma)
-        else:
-            predicted_noise = predicted_noise + sigma * torch.fft.fft2(self._work(obs_noise))
-        predicted_mean = alpha * prior_scale * _fold(transfer * torch.fft.fft2(work), gamma) / gamma**2
-        residual = torch.fft.fft2(self._work(x_l)) - predicted_mean - predicted_noise
-        correction = prior_noise + alpha * prior_cov * transfer.conj() * _tile(residual / evidence_cov, gamma)
-        return prior_scale * x_hat + torch.fft.ifft2(correction).real.to(x_hat.dtype)
+        constants = self.matheron_constants(level, x_hat.shape[-2:])
+        transfer = constants.transfer.to(device=x_hat.device, dtype=torch.complex128 if work.dtype == torch.float64 else torch.complex64)
+        prior_cov = constants.prior_cov.to(device=x_hat.device, dtype=work.dtype)
+        return kalman_update(constants, transfer, prior_cov, x_l, x_hat, noise, obs_noise)
 
     @staticmethod
     def _work(x: Tensor) -> Tensor:
         # torch's FFTs have no half-precision path on most devices; float32 is plenty for the spectra.
         return x if x.dtype == torch.float64 else x.to(torch.float32)
+
+
+def kalman_update(constants: MatheronConstants, transfer: Tensor, prior_cov: Tensor, x_l: Tensor, x_hat: Tensor,
+                  noise: Tensor, obs_noise: Tensor | None) -> Tensor:  # fmt: skip
+    """x_pr + α C_{l-1} Hᵀ C_l⁻¹ (x_l − α ᾱ H x̂ − predicted noise), all in the DFT (``transfer``, ``prior_cov``:
+    the constants' spectra on x̂'s device, in its working precision).
+
+    The predicted noise is Matheron's α H(x_pr noise) + σ e' when ``obs_noise`` is given, else the
+    one-noise factor's κ α H(x_pr noise). Kept in the pixel domain, ᾱ x̂ passes through unrounded, so
+    at level 1 (C_0 = 0, every correction exactly 0) the result is x̂ bit for bit.
+    """
+    gamma = x_hat.shape[-1] // x_l.shape[-1]
+    alpha, sigma, prior_scale = constants.alpha, constants.sigma, constants.prior_scale
+    work = CirculantUDPM._work(x_hat)
+    evidence_cov = alpha**2 * _fold(transfer.abs() ** 2 * prior_cov, gamma) / gamma**2 + sigma**2
+    prior_noise = prior_cov.sqrt() * torch.fft.fft2(CirculantUDPM._work(noise))
+    predicted_noise = alpha * _fold(transfer * prior_noise, gamma) / gamma**2
+    if obs_noise is None:
+        predicted_noise = predicted_noise * evidence_cov.sqrt() / (evidence_cov.sqrt() + sigma)
+    else:
+        predicted_noise = predicted_noise + sigma * torch.fft.fft2(CirculantUDPM._work(obs_noise))
+    predicted_mean = alpha * prior_scale * _fold(transfer * torch.fft.fft2(work), gamma) / gamma**2
+    residual = torch.fft.fft2(CirculantUDPM._work(x_l)) - predicted_mean - predicted_noise
+    correction = prior_noise + alpha * prior_cov * transfer.conj() * _tile(residual / evidence_cov, gamma)
+    return prior_scale * x_hat + torch.fft.ifft2(correction).real.to(x_hat.dtype)
 
 
 # ----------------------------------------------------------------------------------------------- sampler

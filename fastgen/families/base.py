@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from fastgen.errors import FastgenError
 from fastgen.nets.config import NetConfig
 from fastgen.nets.registry import build_network, config_from_dict
+from fastgen.sampling import interpreter
+from fastgen.sampling.program import Program
 from fastgen.training.loop import Objective
 
 Sites = Mapping[str, Callable[..., Tensor]]
@@ -140,9 +142,14 @@ class Family(ABC):
         """The network calls of one sample, each at its fixed size, over the given (trained) networks."""
 
     @abstractmethod
-    def sample(self, sites: Sites, batch_size: int, *, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu", progress: bool = False, **options: Any) -> Tensor:
-        """Images [B, C, H, W] in [-1, 1] from the call sites (``options``: the family's ``sampler_options``)."""
+    def program(self, **options: Any) -> Program:
+        """The sampling program of this model with the sampler ``options`` (the family's ``sampler_options``)."""
+
+    def sample(self, sites: Sites, batch_size: int, *, seed: int | None = None, device: torch.device | str = "cpu",
+               progress: bool = False, **options: Any) -> Tensor:  # fmt: skip
+        """Images [B, C, H, W] in [-1, 1] from the call sites: the program of ``options`` run eagerly with the noise
+        of ``seed`` (export/PROGRAM.md's contract; None: a fresh seed)."""
+        return interpreter.sample(self.program(**options), sites, batch_size, seed=seed, device=device, progress=progress)
 
     @abstractmethod
     def process_constants(self) -> dict[str, Any]:

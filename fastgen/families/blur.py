@@ -13,9 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from fastgen.diffusion import blur
-from fastgen.families.base import ModelConfig, Sites, check_keys
+from fastgen.families.base import ModelConfig, check_keys
 from fastgen.families.ddpm import DenoiserFamily
 from fastgen.families.denoising import DenoisingObjective, device_copies
+from fastgen.sampling.program import BlurSteps, DenoiseChain, Noise, Program, SpectralFilter
 
 DIFFUSION_KEYS = {"num_steps", "beta_schedule", "blur_schedule", "blur_sigma", "final_blur_power", "basis"}
 
@@ -42,12 +43,21 @@ class BlurFamily(DenoiserFamily):
 
         return DenoisingObjective(networks["model"], schedule.num_steps, corrupt, target, self.checkpoint_config(loss))
 
-    def sample(self, sites: Sites, batch_size: int, *, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu", progress: bool = False, **options: Any) -> Tensor:
-        """The full reverse chain over all T steps (no options)."""
+    def program(self, **options: Any) -> Program:
+        """The full reverse chain over all T steps (no options), from the prior q(x_{T−1} | x0 = 0)."""
         self.check_sampler_options(options)
-        return blur.sample(self.schedule.to(device), sites["denoiser"], batch_size, self.image.channels,
-                           generator=generator, progress=progress)  # fmt: skip
+        resolution = self.image.resolution
+        schedule = blur.make_blur_schedule(resolution, resolution, **self.config.diffusion, dtype=torch.float64)
+        factors = blur.factors_of(schedule)
+        # The chain runs t = T−1 … 0: its step arrays are the schedule's, reversed.
+        steps = BlurSteps(basis=schedule.basis, log_eigenvalues=factors.log_eigenvalues,
+                          **{name: getattr(factors, name).flip(0) for name in
+                             ("log_alpha", "power", "log_alpha_cumprod", "power_cumsum")})  # fmt: skip
+        timesteps = torch.arange(schedule.num_steps - 1, -1, -1, dtype=torch.float64)
+        prior = SpectralFilter(schedule.basis, schedule.one_minus_alphas_cumprod[-1].sqrt())
+        chain = DenoiseChain(site="denoiser", x="x", out="x", timesteps=timesteps, noise=timesteps > 0, step=steps)
+        shape = (self.image.channels, resolution, resolution)
+        return Program({"x": shape}, (Noise(out="x", scale=1.0, filter=prior), chain), "x")
 
     def process_constants(self) -> dict[str, Any]:
         schedule = self.schedule

@@ -10,22 +10,41 @@ from torch import Tensor, nn
 
 from fastgen.diffusion import ddpm
 from fastgen.errors import FastgenError
-from fastgen.families.base import CallSite, Family, ImageSpec, ModelConfig, Sites, check_keys
+from fastgen.families.base import CallSite, Family, ImageSpec, ModelConfig, check_keys
 from fastgen.families.denoising import DenoisingObjective, denoiser_site, device_copies
 from fastgen.families.presets import unet_preset
 from fastgen.nets.config import NetConfig
+from fastgen.sampling.program import AffineSteps, DenoiseChain, Noise, Program
 
 SAMPLERS = ("ancestral", "ddim")
 SCHEDULE_KEYS = {"schedule", "num_steps", "prediction_type"}
+SAMPLER_DEFAULTS: dict[str, Any] = {"sampler": "ancestral", "steps": 50, "eta": 0.0, "clip_x0": False}
 
 
-def schedule_from(diffusion: Mapping[str, Any]) -> ddpm.DiffusionSchedule:
+def schedule_from(diffusion: Mapping[str, Any], dtype: torch.dtype = torch.float32) -> ddpm.DiffusionSchedule:
     """The DDPM schedule of a ``[diffusion]`` table: ``schedule`` (linear|cosine), ``num_steps``, ``prediction_type``."""
     return ddpm.DiffusionSchedule.build(
         diffusion.get("schedule", "linear"),
         diffusion.get("num_steps", 1000),
         prediction_type=diffusion.get("prediction_type", "eps"),
+        dtype=dtype,
     )
+
+
+def affine_chain(site: str, buffer: str, schedule: ddpm.DiffusionSchedule, timesteps: list[int], *, eta: float | None,
+                 clip_x0: bool) -> DenoiseChain:  # fmt: skip
+    """The reverse chain over ``timesteps`` (descending; the last step lands on the clean image) of the float64
+    ``schedule``: ancestral steps for ``eta`` None, else DDIM(η) steps. Noise is drawn where the reference
+    samplers draw it: every step but the last, DDIM only for η > 0."""
+    pairs = list(zip(timesteps, [*timesteps[1:], -1]))
+    if eta is None:
+        constants = [ddpm.ancestral_constants(schedule, t, clip_x0) for t, _ in pairs]
+    else:
+        constants = [ddpm.ddim_constants(schedule, t, t_prev, eta, clip_x0) for t, t_prev in pairs]
+    arrays = {name: torch.tensor([getattr(c, name) for c in constants], dtype=torch.float64) for name in "abpqrs"}
+    noisy = [(eta is None or eta > 0) and t_prev >= 0 for _, t_prev in pairs]
+    return DenoiseChain(site=site, x=buffer, out=buffer, timesteps=torch.tensor(timesteps, dtype=torch.float64),
+                        noise=torch.tensor(noisy), step=AffineSteps(**arrays, clip=clip_x0))  # fmt: skip
 
 
 def denoiser_network(image: ImageSpec, model: Mapping[str, Any], extra_in_channels: int = 0) -> NetConfig:
@@ -75,19 +94,21 @@ class DDPMFamily(DenoiserFamily):
 
         return DenoisingObjective(networks["model"], schedule.num_steps, corrupt, target, self.checkpoint_config(loss))
 
-    def sample(self, sites: Sites, batch_size: int, *, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu", progress: bool = False, **options: Any) -> Tensor:
+    def program(self, **options: Any) -> Program:
         """``sampler='ancestral'`` (all T steps, the default) or ``'ddim'`` with ``steps`` (default 50) and ``eta``."""
         self.check_sampler_options(options)
-        sampler = options.get("sampler", "ancestral")
-        shape = (batch_size, self.image.channels, self.image.resolution, self.image.resolution)
-        common = dict(generator=generator, device=device, clip_x0=options.get("clip_x0", False), progress=progress)
-        if sampler == "ancestral":
-            return ddpm.sample_ancestral(sites["denoiser"], self.schedule, shape, **common)
-        if sampler == "ddim":
-            return ddpm.sample_ddim(sites["denoiser"], self.schedule, shape, num_steps=options.get("steps", 50),
-                                    eta=options.get("eta", 0.0), **common)  # fmt: skip
-        raise FastgenError(f"unknown DDPM sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        settings = {**SAMPLER_DEFAULTS, **options}
+        if settings["sampler"] not in SAMPLERS:
+            raise FastgenError(f"unknown DDPM sampler {settings['sampler']!r}; choose one of {', '.join(SAMPLERS)}")
+        schedule = schedule_from(self.config.diffusion, torch.float64)
+        last = schedule.num_steps - 1
+        if settings["sampler"] == "ancestral":
+            timesteps, eta = list(range(last, -1, -1)), None
+        else:
+            timesteps, eta = ddpm.ddim_timesteps(settings["steps"], last), settings["eta"]
+        shape = (self.image.channels, self.image.resolution, self.image.resolution)
+        chain = affine_chain("denoiser", "x", schedule, timesteps, eta=eta, clip_x0=settings["clip_x0"])
+        return Program({"x": shape}, (Noise(out="x", scale=1.0, filter=None), chain), "x")
 
     def process_constants(self) -> dict[str, Any]:
         return {

@@ -16,9 +16,10 @@ from torch import Tensor, nn
 from fastgen.diffusion import ddpm, pddpm
 from fastgen.errors import FastgenError
 from fastgen.families.base import CHANNEL_KINDS, CallSite, Family, ImageSpec, ModelConfig, Sites, check_keys
-from fastgen.families.ddpm import SCHEDULE_KEYS, denoiser_network, schedule_from
+from fastgen.families.ddpm import SCHEDULE_KEYS, affine_chain, denoiser_network, schedule_from
 from fastgen.families.denoising import DenoisingObjective, denoiser_site, device_copies
 from fastgen.nets.config import NetConfig
+from fastgen.sampling.program import Noise, Program, Renoise, Upsample
 
 PYRAMID_KEYS = {"resolutions", "t_f", "t_s", "dt_s"}
 CODING_CHANNELS = 4 * pddpm.NUM_FREQUENCIES  # sin/cos × (i, j) × L
@@ -82,18 +83,34 @@ class PDDPMFamily(Family):
 
         return predictor
 
-    def sample(self, sites: Sites, batch_size: int, *, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu", progress: bool = False, **options: Any) -> Tensor:
+    def program(self, **options: Any) -> Program:
         """Alg. 1: ``t_f`` steps at the coarsest size (default T), then per level a CCDF restart at
         ``dt_s``·T reversed in ``dt_s``·``t_s`` steps (defaults 100 and 0.3); ``eta`` 1 ancestral, 0 DDIM."""
-        return pddpm.sample_pyramidal(
-            self.coordinate_predictor(sites), self.schedule, self.resolutions, batch_size, self.image.channels,
-            **self.pyramid_settings(options), generator=generator, device=device, progress=progress,
-        )  # fmt: skip
+        settings = self.pyramid_settings(options)
+        schedule = schedule_from({key: value for key, value in self.config.diffusion.items() if key in SCHEDULE_KEYS},
+                                 torch.float64)  # fmt: skip
+        coarse_steps, (t_restart, fine_steps) = pddpm.pyramid_steps(
+            schedule, settings["coarse_steps"], settings["fine_steps"], settings["renoise_fraction"])
+        eta, clip_x0 = settings["eta"], settings["clip_x0"]
+        coarse = self.resolutions[0]
+        buffers = {f"x_{r}": (self.image.channels, r, r) for r in self.resolutions}
+        timesteps = ddpm.ddim_timesteps(coarse_steps, schedule.num_steps - 1)
+        ops: list[Any] = [Noise(out=f"x_{coarse}", scale=1.0, filter=None),
+                          affine_chain(f"res_{coarse}", f"x_{coarse}", schedule, timesteps, eta=eta, clip_x0=clip_x0)]
+        fine_timesteps = ddpm.ddim_timesteps(fine_steps, t_restart)
+        for low, high in zip(self.resolutions, self.resolutions[1:]):
+            buffer = f"x_{high}"
+            ops += [
+                Upsample(x=f"x_{low}", out=buffer),
+                Renoise(x=buffer, out=buffer, signal=float(schedule.sqrt_alphas_cumprod[t_restart]),
+                        noise_scale=float(schedule.sqrt_one_minus_alphas_cumprod[t_restart])),
+                affine_chain(f"res_{high}", buffer, schedule, fine_timesteps, eta=eta, clip_x0=clip_x0),
+            ]  # fmt: skip
+        return Program(buffers, tuple(ops), f"x_{self.resolutions[-1]}")
 
     def pyramid_settings(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """The sampler options (checked) with the recipe's [diffusion] defaults filled in, as
-        :func:`~fastgen.diffusion.pddpm.sample_pyramidal` names them (the graph plan reads the same)."""
+        :func:`~fastgen.diffusion.pddpm.sample_pyramidal` names them."""
         self.check_sampler_options(options)
         defaults = self.config.diffusion
         return {

@@ -21,6 +21,7 @@ from fastgen.families.denoising import images_of
 from fastgen.families.presets import unet_preset
 from fastgen.nets import DiscriminatorConfig, LevelNetworksConfig, tiny_discriminator, udpm_paper_discriminator_64
 from fastgen.nets.config import NetConfig
+from fastgen.sampling.program import Call, Noise, Program, SpectralFilter, UDPMMatheron, UDPMPosterior
 from fastgen.training.distributed import Batch
 
 KERNELS = ("box", "gaussian")
@@ -148,12 +149,42 @@ class UDPMFamily(Family):
         with torch.inference_mode():
             return udpm.sample(self.process, predictors, latents)
 
-    def sample(self, sites: Sites, batch_size: int, *, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu", progress: bool = False, **options: Any) -> Tensor:
-        """``latents``: explicit ``UDPMLatents`` (their batch wins over ``batch_size``), else drawn from ``generator``."""
+    def sample(self, sites: Sites, batch_size: int, *, seed: int | None = None, device: torch.device | str = "cpu",
+               progress: bool = False, **options: Any) -> Tensor:  # fmt: skip
+        """The program's sample; ``latents`` (explicit ``UDPMLatents``, whose batch wins over ``batch_size``) runs
+        the eager Alg. 2 on them instead (interpolation, swaps …)."""
         self.check_sampler_options(options)
-        latents = options.get("latents") or self.draw_latents(batch_size, generator, device)
-        return self.sample_with_latents(sites, latents).image
+        if options.get("latents") is not None:
+            return self.sample_with_latents(sites, options["latents"]).image
+        return super().sample(sites, batch_size, seed=seed, device=device, progress=progress)
+
+    def program(self, **options: Any) -> Program:
+        """Alg. 2: x_L from its marginal prior, then per level L … 1 the level network and the exact posterior step
+        (closed form per block for a Lemma-1 kernel, Matheron's rule for a circulant one). No options."""
+        self.check_sampler_options(options)
+        if options:
+            raise FastgenError("explicit latents run the eager sampler (UDPMFamily.sample), not a program")
+        levels, channels = self.schedule.levels, self.image.channels
+        sizes = {level: self.input_resolution(level) for level in range(levels + 1)}
+        buffers = {f"x_{level}": (channels, size, size) for level, size in sizes.items()}
+        buffers.update({f"x_hat_{level}": buffers[f"x_{level - 1}"] for level in range(1, levels + 1)})
+        process = self.process
+        if isinstance(process, udpm.CirculantUDPM):
+            top = (sizes[levels], sizes[levels])
+            spectrum = process.marginal_cov_spectrum(levels, top).sqrt()[:, : top[1] // 2 + 1]
+            prior = Noise(out=f"x_{levels}", scale=1.0, filter=SpectralFilter("fourier", spectrum))
+        else:
+            prior = Noise(out=f"x_{levels}", scale=self.schedule.sigma_tilde(levels), filter=None)
+        ops: list[Any] = [prior]
+        for level in range(levels, 0, -1):
+            names = {"x": f"x_{level}", "x_hat": f"x_hat_{level}", "out": f"x_{level - 1}", "noisy": level > 1}
+            ops.append(Call(site=f"level_{level}", x=names["x"], out=names["x_hat"]))
+            if isinstance(process, udpm.CirculantUDPM):
+                constants = process.matheron_constants(level, (sizes[level - 1], sizes[level - 1]))
+                ops.append(UDPMMatheron(**names, **vars(constants)))
+            else:
+                ops.append(UDPMPosterior(**names, **vars(process.posterior_constants(level))))
+        return Program(buffers, tuple(ops), "x_0")
 
     def process_constants(self) -> dict[str, Any]:
         schedule = self.schedule

@@ -1,0 +1,100 @@
+"""The programs' noise contract (export/PROGRAM.md): Philox4x32-10 keyed by (seed, op, draw, element), in torch.
+
+The same generator as the kernels' ``philox.cuh`` and its NumPy mirror ``fastgen.kernels.philox``, written with
+torch int64 tensor ops so that it runs vectorised on the CPU and on a GPU, and inside a CUDA graph: the seed is
+a device tensor that a replay reads, so one captured graph serves every seed. 32×32-bit products are taken
+in int64, whose wrap-around keeps all 64 bits of the product.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from fastgen.errors import FastgenError
+
+NoiseSource = Callable[[int, int, tuple[int, ...]], Tensor]
+"""``noise(op_index, draw, shape)``: standard normals of ``shape`` (batch first) for draw ``draw`` of op ``op_index``."""
+
+_LOW32 = 0xFFFFFFFF
+_MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
+_KEY_BUMPS = (0x9E3779B9, 0xBB67AE85)
+_ROUNDS = 10
+
+
+def check_seed(seed: object) -> int:
+    """A seed is an integer in [0, 2^64), the kernels' unsigned 64-bit key."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise FastgenError(f"seed must be an integer in [0, 2^64), got {seed!r}")
+    return seed
+
+
+def seed_words(seed: int, device: torch.device | str = "cpu") -> Tensor:
+    """The Philox key (seed & 0xffffffff, seed >> 32) as an int64 tensor [2] (fill it in place to reseed a graph)."""
+    seed = check_seed(seed)
+    return torch.tensor([seed & _LOW32, seed >> 32], dtype=torch.int64, device=device)
+
+
+def _mul_hi_lo(multiplier: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+    """(high, low) 32-bit words of multiplier·value for 32-bit operands held in int64.
+
+    The 64-bit product may wrap around int64 (two's complement, as torch's integer kernels do on every device),
+    which keeps all 64 bits: the low word is its low half, the high word bits 32–63 after the shift.
+    """
+    product = multiplier * value
+    return (product >> 32) & _LOW32, product & _LOW32
+
+
+def philox4x32_10(counter: Tensor, key: Tensor) -> Tensor:
+    """Philox4x32-10 of int64 ``counter`` [4, N] (32-bit words) under ``key`` [2]: the four output words [4, N]."""
+    # Rows (c0, c2) are the words that are multiplied, (c1, c3) the ones xored in: one op serves both lanes.
+    even, odd = counter[0::2].contiguous(), counter[1::2].contiguous()
+    multipliers = torch.tensor(_MULTIPLIERS, dtype=torch.int64, device=counter.device)[:, None]
+    bumps = torch.tensor(_KEY_BUMPS, dtype=torch.int64, device=counter.device)[:, None]
+    key = key.to(torch.int64)[:, None]
+    for round_index in range(_ROUNDS):
+        if round_index:
+            key = (key + bumps) & _LOW32
+        high, low = _mul_hi_lo(multipliers, even)
+        # c0' = hi(M1·c2) ^ c1 ^ k0, c1' = lo(M1·c2), c2' = hi(M0·c0) ^ c3 ^ k1, c3' = lo(M0·c0)
+        even, odd = high.flip(0) ^ odd ^ key, low.flip(0)
+    return torch.stack((even[0], odd[0], even[1], odd[1]))
+
+
+def box_muller(first: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
+    """Two standard normals (float64) from two 32-bit words, as ``fg_box_muller``: u ∈ (0, 1] from the top 24 bits
+    of ``first``, the angle 2πv from the top 24 bits of ``second``."""
+    u = ((first >> 8) + 1).double() * 2.0**-24
+    v = (second >> 8).double() * 2.0**-24
+    radius = torch.sqrt(-2.0 * torch.log(u))
+    angle = (2 * math.pi) * v
+    return radius * torch.cos(angle), radius * torch.sin(angle)
+
+
+def normals(key: Tensor, op_index: int, draw: int, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
+    """The contract's normals of draw ``draw`` of op ``op_index`` for a tensor of ``shape`` (batch first), on
+    ``key``'s device: element e is normal e mod 4 of counter (e//4 low, e//4 high, draw, op_index)."""
+    for name, value in (("op index", op_index), ("draw", draw)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _LOW32:
+            raise FastgenError(f"noise {name} must be an integer in [0, 2^32), got {value!r}")
+    count = math.prod(shape)
+    index = torch.arange((count + 3) // 4, dtype=torch.int64, device=key.device)
+    counter = torch.stack(
+        (index & _LOW32, index >> 32, torch.full_like(index, draw), torch.full_like(index, op_index))
+    )
+    words = philox4x32_10(counter, key)
+    pairs = box_muller(words[0], words[1]), box_muller(words[2], words[3])
+    values = torch.stack((*pairs[0], *pairs[1]), dim=-1).reshape(-1)[:count]
+    return values.reshape(tuple(shape)).to(dtype)
+
+
+def philox_source(key: Tensor, dtype: torch.dtype = torch.float32) -> NoiseSource:
+    """The contract as a program's noise source, on ``key``'s device (:func:`seed_words`)."""
+
+    def noise(op_index: int, draw: int, shape: tuple[int, ...]) -> Tensor:
+        return normals(key, op_index, draw, shape, dtype)
+
+    return noise
