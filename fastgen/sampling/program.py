@@ -317,6 +317,8 @@ def _encode(value: Any) -> Any:
     """An op (or its step/filter) as JSON: arrays as nested lists, complex arrays as ``<name>_re``/``<name>_im``."""
     if isinstance(value, Tensor):
         return value.tolist()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # every number of an op is a float (ᾱ_0 = 1 comes as an int)
     if not dataclasses.is_dataclass(value):
         return value
     encoded: dict[str, Any] = {"op": value.kind} if isinstance(value, _Op) else {}
