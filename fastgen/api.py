@@ -113,9 +113,8 @@ def sample(model: LoadedModel | Any, n: int, *, seed: int = 0, progress: bool = 
     """
     if n < 1:
         raise FastgenError(f"the number of images must be ≥ 1, got {n}")
-    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        return model.family.sample(model.sites, n, generator=generator, device=model.device, progress=progress, **options)
+        return model.family.sample(model.sites, n, seed=seed, device=model.device, progress=progress, **options)
 
 
 def _udpm_family(model: Any) -> Any:

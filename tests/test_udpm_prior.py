@@ -1,5 +1,6 @@
 """UDPM sampling starts from the level-L marginal prior (DESIGN.md), not the paper's N(0, I): the coarsest network
-sees at sampling time the distribution it was trained on — eager sampler, capturable plan and an exported bundle."""
+sees at sampling time the distribution it was trained on — the program run eagerly, by the runner a CUDA graph
+captures, and from an exported bundle."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from test_export import random_checkpoint
 from torch import Tensor
 
 from fastgen import api
-from fastgen.accel import plan_for
+from fastgen.accel import ProgramRunner
 from fastgen.export import export_bundle
 from fastgen.families import Family, Sites
 from fastgen.runtime import load_bundle
@@ -65,7 +66,7 @@ def assert_same_distribution(sampled: Tensor, trained: Tensor) -> None:
 
 
 @pytest.mark.parametrize("kernel", ["box", "gaussian"])
-def test_eager_and_plan_start_where_training_put_the_coarsest_network(kernel: str) -> None:
+def test_eager_and_graph_path_start_where_training_put_the_coarsest_network(kernel: str) -> None:
     family, networks = tiny_model("udpm", kernel=kernel)
     trained = training_inputs(family, torch.Generator().manual_seed(1))
     # The sampled scale is far from white: a sampler starting at N(0, I) fails these checks by 3×.
@@ -75,12 +76,12 @@ def test_eager_and_plan_start_where_training_put_the_coarsest_network(kernel: st
     api.sample(eager, BATCH, seed=2)
     assert_same_distribution(eager.inputs[0], trained)
 
-    plan = plan_for(family, BATCH, "cpu", kernels="reference")
-    planned = Recorded.wrap(family, _sites(family, networks))
-    generator = torch.Generator().manual_seed(3)
+    runner_sites = Recorded.wrap(family, _sites(family, networks))
+    runner = ProgramRunner(family, runner_sites.sites, BATCH, kernels="reference")
+    runner.reseed(3)
     with torch.inference_mode():
-        plan.run(planned.sites, lambda shape: torch.randn(shape, generator=generator))
-    assert_same_distribution(planned.inputs[0], trained)
+        runner.run()
+    assert_same_distribution(runner_sites.inputs[0], trained)
 
 
 def _sites(family: Family, networks: dict) -> Sites:

@@ -32,6 +32,7 @@ from torch import Tensor
 from fastgen.accel import GraphSampler
 from fastgen.families import CallSite, Family, Sites
 from fastgen.nets.flops import count_flops
+from fastgen.sampling.program import Call, DenoiseChain
 
 
 @dataclass(frozen=True)
@@ -58,20 +59,13 @@ class Workload:
 
 
 def count_calls(family: Family, call_sites: list[CallSite], **options: Any) -> dict[str, int]:
-    """Calls per call site (those called at least once) of one sample by the family's sampler with ``options``."""
-    counts = dict.fromkeys((site.name for site in call_sites), 0)
-
-    def stand_in(site: CallSite) -> Callable[..., Tensor]:
-        def call(*inputs: Tensor) -> Tensor:
-            counts[site.name] += 1
-            return torch.zeros(inputs[0].shape[0], *site.output.shape)
-
-        return call
-
-    with torch.inference_mode():
-        family.sample({site.name: stand_in(site) for site in call_sites}, 1, generator=torch.Generator().manual_seed(0),
-                      **options)  # fmt: skip
-    return {name: count for name, count in counts.items() if count}
+    """Calls per call site (those called at least once) of one sample: read off the family's program for ``options``."""
+    names = {site.name for site in call_sites}
+    counts: dict[str, int] = {}
+    for op in family.program(**options).ops:
+        if isinstance(op, Call | DenoiseChain) and op.site in names:
+            counts[op.site] = counts.get(op.site, 0) + (op.timesteps.numel() if isinstance(op, DenoiseChain) else 1)
+    return counts
 
 
 def flops_per_call(site: CallSite) -> int:
@@ -159,12 +153,11 @@ class CallBudget:
 
 
 def _sampler(family: Family, batch: int, device: torch.device, **options: Any) -> Callable[[Sites], None]:
-    """``sample(sites)``: one run of the family's own sampler on ``batch`` images (noise from one seeded generator)."""
-    generator = torch.Generator(device).manual_seed(0)
+    """``sample(sites)``: one eager run of the family's program on ``batch`` images (seed 0)."""
 
     def sample(run_sites: Sites) -> None:
         with torch.inference_mode():
-            family.sample(run_sites, batch, generator=generator, device=device, **options)
+            family.sample(run_sites, batch, seed=0, device=device, **options)
 
     return sample
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import Progress
 from torch import nn
 
-from fastgen.accel import KERNEL_CHOICES, PLANS, precision_name, prepare_sites, resolve_precision
+from fastgen.accel import KERNEL_CHOICES, precision_name, prepare_sites, resolve_precision
 from fastgen.api import load_model, model_config_from_recipe, resolve_device
 from fastgen.bench import measure
 from fastgen.bench.report import DDPM_STEP, ROW_KEYS, print_table, write_json, write_plot
@@ -263,8 +263,6 @@ def _check_exported_backends(backends: tuple[str, ...], device: torch.device, dt
 
 def _graph_skip(family: Family, sampler: str, work: measure.Workload, max_calls: int) -> str | None:
     """Why the graph backend does not bench this sampler, or None when it does."""
-    if family.name not in PLANS:
-        return f"graph · {family.name}: no graph plan for this family yet, not benched"
     if not work.single_site and work.nfe > max_calls:
         # A cut graph of a multi-site sampler is not a fixed fraction of its sample, so it cannot be scaled.
         return (f"graph · {family.name} {sampler}: {work.nfe} calls over several call sites, more than max_calls = "
