@@ -258,8 +258,8 @@ def test_udpm_posterior_constants_reproduce_the_reference(kernel: torch.Tensor |
     """Probe the reference posterior_step (linear in x_l, x̂, e) on one 2×2 block along the taps and the
     null space of H: each probe isolates one of the kernel's constants."""
     process = UDPM(UDPMSchedule(), kernel)
-    constants = ops.udpm_posterior_constants(process, level)
-    taps = torch.tensor(constants.taps, dtype=torch.float64)
+    constants = process.posterior_constants(level)
+    taps = constants.taps.reshape(-1)
     torch.testing.assert_close(taps, process.kernel.reshape(-1), rtol=0, atol=0)
     direction, null_space = _basis_around(taps)
     zero_block, zero_pixel = torch.zeros(4, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
@@ -287,15 +287,14 @@ def test_udpm_posterior_constants_reproduce_the_reference(kernel: torch.Tensor |
 
 
 def test_udpm_posterior_constants_reject_what_the_kernel_cannot_do() -> None:
+    stride_3 = UDPM(UDPMSchedule(levels=2, alphas=(0.5, 0.5), sigmas=(0.1, 0.2), gamma=3)).posterior_constants(1)
     with pytest.raises(FastgenError, match="γ = 2"):
-        ops.udpm_posterior_constants(UDPM(UDPMSchedule(levels=2, alphas=(0.5, 0.5), sigmas=(0.1, 0.2), gamma=3)), 1)
+        ops.udpm_posterior_step(stride_3, torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 6, 6), None)
     with pytest.raises(FastgenError, match="level"):
-        ops.udpm_posterior_constants(UDPM(), 4)
-    with pytest.raises(FastgenError, match="UDPM process"):
-        ops.udpm_posterior_constants(CirculantUDPM(), 1)
+        UDPM().posterior_constants(4)
 
 
-def _affine_contract(c: ops.AffineStepConstants, x: torch.Tensor, m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def _affine_contract(c: ddpm.AffineStepConstants, x: torch.Tensor, m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """What ddpm_step.cu computes from its constants (AffineStepConstants' docstring)."""
     x0 = c.a * x + c.b * m
     if c.clip:
@@ -322,10 +321,10 @@ STEP_CASES = [
 
 def _step_constants(
     schedule: ddpm.DiffusionSchedule, t: int, t_prev: int | None, eta: float | None, clip: bool
-) -> ops.AffineStepConstants:
+) -> ddpm.AffineStepConstants:
     if t_prev is None:
-        return ops.ancestral_constants(schedule, t, clip)
-    return ops.ddim_constants(schedule, t, t_prev, eta, clip)
+        return ddpm.ancestral_constants(schedule, t, clip)
+    return ddpm.ddim_constants(schedule, t, t_prev, eta, clip)
 
 
 def _reference_step(
@@ -359,11 +358,11 @@ def test_ddpm_constants_reproduce_the_reference(prediction_type, clip, t, t_prev
 def test_ddpm_constants_check_their_arguments() -> None:
     schedule = _ddpm_schedule("eps")
     with pytest.raises(FastgenError):
-        ops.ancestral_constants(schedule, 100)
+        ddpm.ancestral_constants(schedule, 100)
     with pytest.raises(FastgenError):
-        ops.ddim_constants(schedule, 10, -2, 0.0)
+        ddpm.ddim_constants(schedule, 10, -2, 0.0)
     with pytest.raises(FastgenError):
-        ops.ddim_constants(schedule, 10, 5, 1.5)
+        ddpm.ddim_constants(schedule, 10, 5, 1.5)
 
 
 # --------------------------------------------------------------------------------------- without a GPU
@@ -377,9 +376,9 @@ def test_missing_cuda_core_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_cpu_tensors_are_refused() -> None:
     with pytest.raises(FastgenError, match="CUDA"):
-        ops.udpm_posterior_step(UDPM(), torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 4, 4), 2, None)
+        ops.udpm_posterior_step(UDPM().posterior_constants(2), torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 4, 4), None)
     with pytest.raises(FastgenError, match="CUDA"):
-        ops.ddpm_ancestral_step(_ddpm_schedule("eps"), torch.zeros(4), 3, torch.zeros(4), None)
+        ops.affine_step(ddpm.ancestral_constants(_ddpm_schedule("eps"), 3), torch.zeros(4), torch.zeros(4), None)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no GPU")
@@ -430,7 +429,7 @@ def test_gpu_udpm_posterior_matches_reference(dtype, kernel, level, noise_kind) 
         "none": torch.zeros(x_hat.shape, dtype=torch.float64),
     }[noise_kind]
     noise = {"philox": PhiloxNoise(seed, offset), "tensor": white.to("cuda", dtype), "none": None}[noise_kind]
-    out = ops.udpm_posterior_step(process, x_l, x_hat, level, noise)
+    out = ops.udpm_posterior_step(process.posterior_constants(level), x_l, x_hat, noise)
     assert out.dtype == dtype and torch.isfinite(out).all()
     if level == 1:
         assert torch.equal(out, x_hat)
@@ -462,10 +461,7 @@ def test_gpu_ddpm_step_matches_reference(dtype, prediction_type, clip, t, t_prev
         "tensor": None if white is None else white.to("cuda", dtype),
         "none": None,
     }[noise_kind]
-    if t_prev is None:
-        out = ops.ddpm_ancestral_step(schedule, x, t, model_out, noise, clip)
-    else:
-        out = ops.ddim_step(schedule, x, t, t_prev, model_out, eta, noise, clip)
+    out = ops.affine_step(_step_constants(schedule, t, t_prev, eta, clip), x, model_out, noise)
     assert out.dtype == dtype and torch.isfinite(out).all()
     reference = _reference_step(schedule, x.double().cpu(), t, t_prev, eta, model_out.double().cpu(), white, clip)
     assert rel_err(out, reference) <= LOW_PRECISION_TOLERANCE[dtype]
@@ -476,7 +472,7 @@ def test_gpu_misaligned_views_are_handled() -> None:
     schedule = _ddpm_schedule("eps")
     storage = _randn(2 * 4097 + 1, seed=7)
     x, model_out = storage[1:4098], storage[4098:]  # 4 bytes past 16-byte alignment: no vector loads
-    out = ops.ddpm_ancestral_step(schedule, x, 50, model_out, PhiloxNoise(1, 2))
+    out = ops.affine_step(ddpm.ancestral_constants(schedule, 50), x, model_out, PhiloxNoise(1, 2))
     reference = _reference_step(
         schedule, x.double().cpu().reshape(1, 1, 1, -1), 50, None, None, model_out.double().cpu().reshape(1, 1, 1, -1),
         philox.elementwise_noise(1, 2, (1, 1, 1, 4097)), False,
@@ -490,8 +486,8 @@ def test_gpu_noise_statistics_and_mirror() -> None:
     """A pure-noise launch of the elementwise kernel: N(0, 1) moments and the CPU mirror's exact numbers."""
     shape = (4, 1024, 1024)
     zeros = torch.zeros(shape, device="cuda")
-    pure_noise = ops.AffineStepConstants(a=0.0, b=0.0, clip=False, p=0.0, q=0.0, r=0.0, s=1.0)
-    noise = ops._affine_step(pure_noise, zeros, zeros, PhiloxNoise(77, 5)).double()
+    pure_noise = ddpm.AffineStepConstants(a=0.0, b=0.0, clip=False, p=0.0, q=0.0, r=0.0, s=1.0)
+    noise = ops.affine_step(pure_noise, zeros, zeros, PhiloxNoise(77, 5)).double()
     count = noise.numel()
     assert abs(noise.mean().item()) < 6 / math.sqrt(count)
     assert abs(noise.var().item() - 1) < 6 * math.sqrt(2 / count)
@@ -501,12 +497,12 @@ def test_gpu_noise_statistics_and_mirror() -> None:
 
 @requires_gpu
 def test_gpu_seed_and_offset_reproduce() -> None:
-    process = UDPM()
+    constants = UDPM().posterior_constants(2)
     x_l, x_hat = _randn(2, 3, 16, 16, seed=8), _randn(2, 3, 32, 32, seed=9)
-    first = ops.udpm_posterior_step(process, x_l, x_hat, 2, PhiloxNoise(5, 40))
-    again = ops.udpm_posterior_step(process, x_l, x_hat, 2, PhiloxNoise(5, 40))
-    other_offset = ops.udpm_posterior_step(process, x_l, x_hat, 2, PhiloxNoise(5, 41))
-    other_seed = ops.udpm_posterior_step(process, x_l, x_hat, 2, PhiloxNoise(6, 40))
+    first = ops.udpm_posterior_step(constants, x_l, x_hat, PhiloxNoise(5, 40))
+    again = ops.udpm_posterior_step(constants, x_l, x_hat, PhiloxNoise(5, 40))
+    other_offset = ops.udpm_posterior_step(constants, x_l, x_hat, PhiloxNoise(5, 41))
+    other_seed = ops.udpm_posterior_step(constants, x_l, x_hat, PhiloxNoise(6, 40))
     assert torch.equal(first, again)
     assert not torch.isclose(first, other_offset).any() and not torch.isclose(first, other_seed).any()
 
@@ -537,7 +533,9 @@ def test_gpu_blur_step_matches_reference(basis, height, width, t, noise_kind) ->
     else:
         white = torch.zeros(x.shape, dtype=torch.float64)
     noise = {"philox": PhiloxNoise(seed, offset), "tensor": white.to("cuda", torch.float32), "none": None}[noise_kind]
-    out = ops.blur_reverse_step(reference_schedule.to(device="cuda"), x, t, eps_hat, noise)
+    coefficients = torch.stack(blur.reverse_step_coefficients(reference_schedule, t))
+    coefficients = coefficients.reshape(3, *blur.spectrum_shape(basis, height, width))
+    out = ops.blur_step(coefficients.to("cuda", torch.float32), basis, x, eps_hat, noise)
     assert out.dtype == x.dtype and torch.isfinite(out).all()
     reference = blur.reverse_step(reference_schedule, x.double().cpu(), t, eps_hat.double().cpu(), white)
     assert rel_err(out, reference) <= 1e-5
@@ -568,7 +566,8 @@ def test_gpu_matheron_step_matches_reference(level, height, width, noise_kind) -
         prior_noise = torch.zeros(x_hat.shape, dtype=torch.float64)
         obs_noise = torch.zeros(x_l.shape, dtype=torch.float64)
         noise = None
-    out = ops.udpm_matheron_step(process, x_l, x_hat, level, noise)
+    constants = process.matheron_constants(level, (2 * height, 2 * width))
+    out = ops.udpm_matheron_step(constants, ops.matheron_spectra(constants, x_hat.device), x_l, x_hat, noise)
     assert out.dtype == x_hat.dtype and torch.isfinite(out).all()
     if level == 1:
         assert torch.equal(out, x_hat)
