@@ -122,7 +122,7 @@ def test_manifest_describes_the_model_and_hashes_every_file(exported, family: st
     checkpoint, report = exported[family]
     data = json.loads((report.bundle / "manifest.json").read_text())
     model = load_model(checkpoint)
-    assert data["format"] == "fastgen-bundle" and data["format_version"] == 1
+    assert data["format"] == "fastgen-bundle" and data["format_version"] == 2
     assert data["family"] == family and data["precision"] == "fp32"
     assert data["model"] == json.loads(json.dumps(model.family.config.to_dict()))
     assert data["constants"] == json.loads(json.dumps(model.family.process_constants()))

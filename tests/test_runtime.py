@@ -63,8 +63,11 @@ def test_bundle_samples_the_checkpoints_images(bundles, family: str) -> None:
     from_checkpoint = api.sample(api.load_model(checkpoint), 5, seed=3, **options)
     image = bundle.family.image
     assert from_bundle.shape == from_checkpoint.shape == (5, image.channels, image.resolution, image.resolution)
-    error = (from_bundle - from_checkpoint).abs().max() / from_checkpoint.abs().max()
-    assert error <= 1e-4, f"{family}: bundle vs checkpoint relative error {error:.2e}"
+    # fp32 networks in ONNX Runtime and torch round differently; the samplers' noise is the same.
+    error = float(torch.linalg.norm(from_bundle - from_checkpoint) / torch.linalg.norm(from_checkpoint))
+    worst = float((from_bundle - from_checkpoint).abs().max() / from_checkpoint.abs().max())
+    print(f"{family}: bundle (ONNX Runtime) vs checkpoint, seed 3: relative L2 error {error:.2e}, max {worst:.2e}")
+    assert error <= 1e-5 and worst <= 1e-4, f"{family}: bundle vs checkpoint relative error {error:.2e}, max {worst:.2e}"
     other_seed = api.sample(bundle, 5, seed=4, **options)
     assert (other_seed - from_checkpoint).abs().max() > 1e-2  # the comparison can fail
 
@@ -110,6 +113,35 @@ def test_unknown_manifest_version_and_backend(copy_of) -> None:
     (directory / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(FastgenError, match="format version 99 is not supported"):
         load_bundle(directory)
+
+
+def test_a_v1_bundle_says_to_re_export(copy_of) -> None:
+    directory = copy_of("udpm")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    del manifest["program"]
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FastgenError, match="format version 1 is not supported .*re-export the bundle"):
+        load_bundle(directory)
+
+
+def test_a_bundle_samples_its_program_without_family_code(bundles, copy_of, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored program is the family's for the default options, covered by the hashes, and run as stored."""
+    checkpoint, directory = bundles["udpm"]
+    bundle = load_bundle(directory)
+    stored = (directory / "program.json").read_text()
+    assert stored == bundle.family.program().to_json()
+    expected = api.sample(bundle, 2, seed=8)
+
+    def no_family_code(**options: object) -> None:
+        raise AssertionError("the bundle's default program must not be rebuilt")
+
+    monkeypatch.setattr(bundle.family, "program", no_family_code)
+    assert torch.equal(api.sample(bundle, 2, seed=8), expected)
+    altered = copy_of("udpm")
+    (altered / "program.json").write_text(stored.replace('"kx": 1.0', '"kx": 2.0'))
+    with pytest.raises(FastgenError, match="program.json does not match its SHA-256"):
+        load_bundle(altered)
 
 
 def test_bad_calls_to_a_site(bundles) -> None:

@@ -176,6 +176,7 @@ def export_bundle(
             onnx={"opset": opset, "exporter": f"torch.onnx TorchScript exporter, torch {torch.__version__}", "dynamic_axis": "batch"},
             fastgen_version=fastgen.__version__,
         )  # fmt: skip
+        (staging / manifest.program).write_text(model.family.program().to_json())
         write_manifest(staging, manifest)
         _move_into_place(staging, out)
     except BaseException:

@@ -2,6 +2,7 @@
 
     BUNDLE/
         manifest.json       this file's ``Manifest``: family, model config, schedule constants, sites, hashes
+        program.json        the sampling program of the default sampler options (export/PROGRAM.md)
         <site>.onnx         one graph per call site at its fixed spatial size, dynamic batch
         <site>.plan         optional TensorRT / TensorRT-RTX engine of that graph
 
@@ -20,10 +21,12 @@ from typing import Any
 
 from fastgen.errors import FastgenError
 from fastgen.families import TensorSpec
+from fastgen.sampling.program import Program
 
 FORMAT = "fastgen-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sampling program (program.json)
 MANIFEST_FILE = "manifest.json"
+PROGRAM_FILE = "program.json"
 # Images cross every bundle boundary as float NCHW in [-1, 1]; to 8 bit: round((x + 1) * 127.5), clamped.
 NORMALIZATION = {"layout": "NCHW", "range": [-1.0, 1.0], "to_uint8": "clamp(round((x + 1) * 127.5), 0, 255)"}
 
@@ -84,6 +87,7 @@ class Manifest:
     onnx: dict[str, Any]  # opset, exporter
     fastgen_version: str
     files: dict[str, str] = field(default_factory=dict)
+    program: str = PROGRAM_FILE  # the sampling program of the default sampler options, hashed in ``files``
     normalization: dict[str, Any] = field(default_factory=lambda: dict(NORMALIZATION))
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -162,9 +166,20 @@ def read_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
     return manifest
 
 
+def read_program(directory: str | Path, manifest: Manifest) -> Program:
+    """The bundle's sampling program (its file is checked against the manifest's hash by :func:`read_manifest`)."""
+    path = Path(directory) / manifest.program
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FastgenError(f"bundle {directory}: cannot read its program {manifest.program} ({exc}); re-export the bundle") from None
+    return Program.from_json(text)
+
+
 def verify_files(directory: Path, manifest: Manifest) -> None:
     """Every file the manifest lists (and every file a site names) is present and has its recorded SHA-256."""
     named = {site.file for site in manifest.sites} | {site.engine.file for site in manifest.sites if site.engine}
+    named.add(manifest.program)
     unlisted = sorted(named - set(manifest.files))
     if unlisted:
         raise FastgenError(f"bundle {directory}: manifest lists no hash for {', '.join(unlisted)}; re-export the bundle")

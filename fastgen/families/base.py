@@ -122,6 +122,8 @@ class Family(ABC):
             raise FastgenError(f"config is for family {config.family!r}, not {self.name!r}")
         self.config = config
         self.image = config.image
+        # The program of the default sampler options when one was stored (a bundle's): run as it is, not rebuilt.
+        self.default_program: Program | None = None
 
     @classmethod
     @abstractmethod
@@ -149,7 +151,8 @@ class Family(ABC):
                progress: bool = False, **options: Any) -> Tensor:  # fmt: skip
         """Images [B, C, H, W] in [-1, 1] from the call sites: the program of ``options`` run eagerly with the noise
         of ``seed`` (export/PROGRAM.md's contract; None: a fresh seed)."""
-        return interpreter.sample(self.program(**options), sites, batch_size, seed=seed, device=device, progress=progress)
+        program = self.default_program if self.default_program is not None and not options else self.program(**options)
+        return interpreter.sample(program, sites, batch_size, seed=seed, device=device, progress=progress)
 
     @abstractmethod
     def process_constants(self) -> dict[str, Any]:

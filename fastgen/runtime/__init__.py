@@ -1,7 +1,7 @@
 """Sample from a bundle: ``load_bundle(dir, backend=…)`` gives what :func:`fastgen.api.sample` needs.
 
-The family and its sampler are rebuilt from the manifest alone (no checkpoint); the call sites are the
-bundle's graphs or engines, opened by a backend (:mod:`fastgen.runtime.backends`). ``backend='torch'`` is
+The family is rebuilt from the manifest alone (no checkpoint) and samples the bundle's program for the default
+sampler options (rebuilding others from the model config); the call sites are the bundle's graphs or engines, opened by a backend (:mod:`fastgen.runtime.backends`). ``backend='torch'`` is
 the bundle's source checkpoint through :func:`fastgen.api.load_model`, for comparisons. :func:`exported_sites`
 gives networks that were never bundled the same sites (``fastgen bench --backend onnxruntime|tensorrt``).
 """
@@ -16,7 +16,7 @@ import torch
 
 from fastgen.api import LoadedModel, load_model
 from fastgen.errors import FastgenError
-from fastgen.export.manifest import MANIFEST_FILE, BatchRange, Manifest, SiteRecord, read_manifest
+from fastgen.export.manifest import MANIFEST_FILE, BatchRange, Manifest, SiteRecord, read_manifest, read_program
 from fastgen.export.onnx_export import export_site
 from fastgen.export.onnx_export import precision as precision_of
 from fastgen.export.tensorrt import TensorRTEngine, cuda_capability
@@ -62,6 +62,7 @@ def load_bundle(directory: str | Path, *, backend: str = "onnxruntime", device: 
                                "that checkpoint: sample it directly, or use backend onnxruntime/tensorrt")  # fmt: skip
         return load_model(checkpoint, device=device, weights=manifest.source.get("weights", "ema"))
     family = build_family(ModelConfig.from_dict(manifest.model))
+    family.default_program = read_program(directory, manifest)
     return Bundle(directory, manifest, family, open_sites(directory, manifest.sites, backend, device), device, backend)
 
 
