@@ -75,35 +75,51 @@ class Noise(_Op):
 
 
 @dataclass(frozen=True)
-class Call(_Op):
-    """``out = site(x)``: a network call without a timestep."""
+class _Unary(_Op):
+    """An op from buffer ``x`` to buffer ``out``."""
 
-    kind: ClassVar[str] = "call"
     reads: ClassVar[tuple[str, ...]] = ("x",)
-    site: str
     x: str
     out: str
 
-
-def _stride(low: Shape, high: Shape, what: str) -> int:
-    """γ such that ``high`` is ``low`` with both spatial sides ×γ (γ ≥ 2)."""
-    gamma = high[-1] // low[-1] if low[-1] else 0
-    _expect(
-        gamma >= 2 and tuple(high) == (*low[:-2], low[-2] * gamma, low[-1] * gamma),
-        f"{what}: x_hat/out {list(high)} must be x {list(low)} with both sides times the same stride γ ≥ 2",
-    )
-    return gamma
+    def check_same_shape(self, shapes: Mapping[str, Shape]) -> None:
+        _expect(shapes[self.x] == shapes[self.out], "x and out must have the same shape")
 
 
 @dataclass(frozen=True)
-class UDPMPosterior(_Op):
-    """UDPM's exact posterior step for a γ×γ Lemma-1 kernel, per block (``udpm_posterior.cu``)."""
+class Call(_Unary):
+    """``out = site(x)``: a network call without a timestep."""
 
-    kind: ClassVar[str] = "udpm_posterior"
+    kind: ClassVar[str] = "call"
+    site: str
+
+
+@dataclass(frozen=True)
+class _UDPMStep(_Op):
+    """A UDPM reverse step x_l → x_{l-1} given the network's x̂ (x_hat and out: x at γ times its size)."""
+
     reads: ClassVar[tuple[str, ...]] = ("x", "x_hat")
     x: str
     x_hat: str
     out: str
+
+    def check(self, shapes: Mapping[str, Shape]) -> None:
+        _expect(shapes[self.x_hat] == shapes[self.out], "x_hat and out must have the same shape")
+        high, low = shapes[self.out], shapes[self.x]
+        gamma = high[-1] // low[-1]
+        _expect(gamma >= 2 and tuple(high) == (*low[:-2], low[-2] * gamma, low[-1] * gamma),
+                f"x_hat/out {list(high)} must be x {list(low)} with both sides times the same stride γ ≥ 2")  # fmt: skip
+        self.check_constants(gamma, high[-2:])
+
+    def check_constants(self, gamma: int, grid: Shape) -> None:
+        """The step's arrays against the stride γ and x_{l-1}'s grid."""
+
+
+@dataclass(frozen=True)
+class UDPMPosterior(_UDPMStep):
+    """UDPM's exact posterior step for a γ×γ Lemma-1 kernel, per block (``udpm_posterior.cu``)."""
+
+    kind: ClassVar[str] = "udpm_posterior"
     taps: Tensor
     kx: float
     kp: float
@@ -112,21 +128,15 @@ class UDPMPosterior(_Op):
     kep: float
     noisy: bool
 
-    def check(self, shapes: Mapping[str, Shape]) -> None:
-        _expect(shapes[self.x_hat] == shapes[self.out], "x_hat and out must have the same shape")
-        gamma = _stride(shapes[self.x], shapes[self.out], "udpm_posterior")
+    def check_constants(self, gamma: int, grid: Shape) -> None:
         _array_shape(self.taps, "taps", (gamma, gamma))
 
 
 @dataclass(frozen=True)
-class UDPMMatheron(_Op):
+class UDPMMatheron(_UDPMStep):
     """UDPM's exact posterior step for a circulant kernel by Matheron's rule (draws: 0 = e, 1 = e′)."""
 
     kind: ClassVar[str] = "udpm_matheron"
-    reads: ClassVar[tuple[str, ...]] = ("x", "x_hat")
-    x: str
-    x_hat: str
-    out: str
     alpha: float
     sigma: float
     prior_scale: float
@@ -134,11 +144,9 @@ class UDPMMatheron(_Op):
     prior_cov: Tensor  # [H, W]
     noisy: bool
 
-    def check(self, shapes: Mapping[str, Shape]) -> None:
-        _expect(shapes[self.x_hat] == shapes[self.out], "x_hat and out must have the same shape")
-        _stride(shapes[self.x], shapes[self.out], "udpm_matheron")
-        _array_shape(self.transfer, "transfer", shapes[self.out][-2:])
-        _array_shape(self.prior_cov, "prior_cov", shapes[self.out][-2:])
+    def check_constants(self, gamma: int, grid: Shape) -> None:
+        _array_shape(self.transfer, "transfer", grid)
+        _array_shape(self.prior_cov, "prior_cov", grid)
 
 
 @dataclass(frozen=True)
@@ -182,20 +190,17 @@ STEPS: dict[str, type[AffineSteps] | type[BlurSteps]] = {step.kind: step for ste
 
 
 @dataclass(frozen=True)
-class DenoiseChain(_Op):
+class DenoiseChain(_Unary):
     """n reverse steps: m = site(x, timesteps[i]), z = draw i if noise[i], x ← step i."""
 
     kind: ClassVar[str] = "denoise_chain"
-    reads: ClassVar[tuple[str, ...]] = ("x",)
     site: str
-    x: str
-    out: str
     timesteps: Tensor
     noise: Tensor  # bool [n]
     step: AffineSteps | BlurSteps
 
     def check(self, shapes: Mapping[str, Shape]) -> None:
-        _expect(shapes[self.x] == shapes[self.out], "x and out must have the same shape")
+        self.check_same_shape(shapes)
         steps = self.timesteps.numel()
         _expect(self.timesteps.dim() == 1 and steps >= 1, "timesteps must be a non-empty list")
         _array_shape(self.noise, "noise", (steps,))
@@ -203,13 +208,10 @@ class DenoiseChain(_Op):
 
 
 @dataclass(frozen=True)
-class Upsample(_Op):
+class Upsample(_Unary):
     """×2 bilinear resize (half-pixel centres, edges clamped)."""
 
     kind: ClassVar[str] = "upsample"
-    reads: ClassVar[tuple[str, ...]] = ("x",)
-    x: str
-    out: str
 
     def check(self, shapes: Mapping[str, Shape]) -> None:
         low = shapes[self.x]
@@ -217,18 +219,15 @@ class Upsample(_Op):
 
 
 @dataclass(frozen=True)
-class Renoise(_Op):
+class Renoise(_Unary):
     """``out = signal·x + noise_scale·z`` (CCDF restart); z is draw 0."""
 
     kind: ClassVar[str] = "renoise"
-    reads: ClassVar[tuple[str, ...]] = ("x",)
-    x: str
-    out: str
     signal: float
     noise_scale: float
 
     def check(self, shapes: Mapping[str, Shape]) -> None:
-        _expect(shapes[self.x] == shapes[self.out], "x and out must have the same shape")
+        self.check_same_shape(shapes)
 
 
 Op = Noise | Call | UDPMPosterior | UDPMMatheron | DenoiseChain | Upsample | Renoise
