@@ -37,6 +37,7 @@ from fastgen.diffusion.schedules import make_betas
 from fastgen.errors import FastgenError
 
 PREDICTION_TYPES = ("eps", "x0")
+DDIM_STEPS, DDIM_ETA = 50, 0.0  # the DDIM sampler's defaults (the families' too)
 
 Predictor = Callable[[Tensor, Tensor], Tensor]
 """``predictor(x [B,C,H,W], t float32 [B]) -> model_out [B,C,H,W]`` (ε or x_0, see the schedule)."""
@@ -399,8 +400,8 @@ def sample_ddim(
     schedule: DiffusionSchedule,
     shape: Sequence[int] | None = None,
     *,
-    num_steps: int = 50,
-    eta: float = 0.0,
+    num_steps: int = DDIM_STEPS,
+    eta: float = DDIM_ETA,
     x_start: Tensor | None = None,
     t_start: int | None = None,
     generator: torch.Generator | None = None,

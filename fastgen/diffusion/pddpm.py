@@ -38,6 +38,9 @@ from fastgen.errors import FastgenError
 NUM_FREQUENCIES = 6
 """L of paper eq. 7: frequencies 2^k·π for k < L, so the encoding has 2·2·L channels."""
 
+# Alg. 1's sampler defaults (the paper's T_s, Δt_s and ancestral η = 1): the family's options default to these.
+FINE_STEPS, RENOISE_FRACTION, ETA = 100, 0.3, 1.0
+
 DEFAULT_GUIDANCE = 1.0
 """λ of eq. 10 when none is given (see :func:`sample_super_resolution` for the scale at which it projects)."""
 
@@ -175,9 +178,9 @@ def sample_pyramidal(
     *,
     x_start: Tensor | None = None,
     coarse_steps: int | None = None,
-    fine_steps: int = 100,
-    renoise_fraction: float = 0.3,
-    eta: float = 1.0,
+    fine_steps: int = FINE_STEPS,
+    renoise_fraction: float = RENOISE_FRACTION,
+    eta: float = ETA,
     num_frequencies: int = NUM_FREQUENCIES,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
@@ -262,9 +265,9 @@ def sample_super_resolution(
     resolutions: Sequence[int],
     *,
     guidance_scale: float = DEFAULT_GUIDANCE,
-    fine_steps: int = 100,
-    renoise_fraction: float = 0.3,
-    eta: float = 1.0,
+    fine_steps: int = FINE_STEPS,
+    renoise_fraction: float = RENOISE_FRACTION,
+    eta: float = ETA,
     num_frequencies: int = NUM_FREQUENCIES,
     generator: torch.Generator | None = None,
     clip_x0: bool = False,

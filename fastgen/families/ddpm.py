@@ -18,7 +18,7 @@ from fastgen.sampling.program import AffineSteps, DenoiseChain, Noise, Program
 
 SAMPLERS = ("ancestral", "ddim")
 SCHEDULE_KEYS = {"schedule", "num_steps", "prediction_type"}
-SAMPLER_DEFAULTS: dict[str, Any] = {"sampler": "ancestral", "steps": 50, "eta": 0.0, "clip_x0": False}
+SAMPLER_DEFAULTS: dict[str, Any] = {"sampler": "ancestral", "steps": ddpm.DDIM_STEPS, "eta": ddpm.DDIM_ETA, "clip_x0": False}
 
 
 def schedule_from(diffusion: Mapping[str, Any], dtype: torch.dtype = torch.float32) -> ddpm.DiffusionSchedule:

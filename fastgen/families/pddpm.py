@@ -115,9 +115,9 @@ class PDDPMFamily(Family):
         defaults = self.config.diffusion
         return {
             "coarse_steps": options.get("t_f", defaults.get("t_f")),
-            "fine_steps": options.get("t_s", defaults.get("t_s", 100)),
-            "renoise_fraction": options.get("dt_s", defaults.get("dt_s", 0.3)),
-            "eta": options.get("eta", 1.0),
+            "fine_steps": options.get("t_s", defaults.get("t_s", pddpm.FINE_STEPS)),
+            "renoise_fraction": options.get("dt_s", defaults.get("dt_s", pddpm.RENOISE_FRACTION)),
+            "eta": options.get("eta", pddpm.ETA),
             "clip_x0": options.get("clip_x0", False),
         }
 

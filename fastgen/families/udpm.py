@@ -42,12 +42,8 @@ DISCRIMINATOR_PRESETS = ("tiny", "small", "paper")
 def process_from(diffusion: Mapping[str, Any]) -> udpm.UDPMProcess:
     """The UDPM process of a ``[diffusion]`` table: the closed form for ``box``, the FFT path for ``gaussian``."""
     check_keys("[diffusion]", diffusion, DIFFUSION_KEYS)
-    schedule = udpm.UDPMSchedule(
-        levels=diffusion.get("levels", 3),
-        alphas=tuple(diffusion.get("alphas", (0.5, 0.2, 1e-3))),
-        sigmas=tuple(diffusion.get("sigmas", (0.1, 0.2, 0.3))),
-        gamma=diffusion.get("gamma", 2),
-    )
+    # The paper's schedule is UDPMSchedule's defaults: only the keys the table sets override them.
+    schedule = udpm.UDPMSchedule(**{key: diffusion[key] for key in ("levels", "alphas", "sigmas", "gamma") if key in diffusion})
     kernel = diffusion.get("kernel", "box")
     if kernel == "box":
         return udpm.UDPM(schedule, udpm.box_kernel(schedule.gamma))
