@@ -10,8 +10,9 @@ from torch import nn
 
 from fastgen.accel import prepare_sites
 from fastgen.nets import UNet, tiny_unet
-from fastgen.nets.layers import FourierFeatures, PositionalFeatures, SinusoidalFeatures
-from fastgen.nets.precision import to_precision
+from fastgen.export.onnx_export import PRECISIONS, ReducedPrecision
+from fastgen.nets.layers import FIRResample, FourierFeatures, PositionalFeatures, SinusoidalFeatures
+from fastgen.nets.precision import float32_modules, to_precision
 
 TIMESTEPS = torch.arange(0.0, 1000.0, 37.0)  # DDPM labels: phases up to ~1000 rad
 
@@ -71,8 +72,15 @@ def test_graph_sampler_sites_use_the_rule() -> None:
     assert out.dtype == torch.float32 and out.shape == (1, 3, 8, 8)
 
 
-def test_kept_types_are_configurable() -> None:
-    net = nn.Sequential(nn.Linear(4, 4), PositionalFeatures(8), FourierFeatures(8))
-    to_precision(net, torch.float16, keep_float32=(FourierFeatures,))
-    assert net[0].weight.dtype == torch.float16
-    assert net[1].freqs.dtype == torch.float16 and net[2].freqs.dtype == torch.float32
+@pytest.mark.parametrize(("dtype", "fir_dtype"), [(torch.float16, torch.float16), (torch.bfloat16, torch.float32)])
+def test_one_rule_for_export_and_the_graph_sampler(dtype: torch.dtype, fir_dtype: torch.dtype) -> None:
+    """The noise features stay float32 in any reduced precision, the FIR resampling filters in bf16 (what TensorRT
+    needs): the graph sampler's sites follow the exporter's rule."""
+    assert set(float32_modules(torch.float16)) == {FourierFeatures, PositionalFeatures}
+    prepared = prepare_sites({"denoiser": _unet("fourier")}, "cpu", dtype)["denoiser"]
+    filters = [m for m in prepared.module.modules() if isinstance(m, FIRResample)]
+    assert filters and all(m.kernel.dtype == fir_dtype for m in filters)
+    exported = ReducedPrecision(_unet("fourier"), PRECISIONS["bf16" if dtype == torch.bfloat16 else "fp16"])
+    assert all(m.kernel.dtype == fir_dtype for m in exported.module.modules() if isinstance(m, FIRResample))
+    out = prepared(torch.randn(1, 3, 8, 8), torch.tensor([999.0]))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()

@@ -24,7 +24,7 @@ from torch import nn
 from fastgen.accel import KERNEL_CHOICES, precision_name, prepare_sites, resolve_precision
 from fastgen.api import load_model, model_config_from_recipe, resolve_device
 from fastgen.bench import measure
-from fastgen.bench.report import DDPM_STEP, ROW_KEYS, print_table, write_json, write_plot
+from fastgen.bench.report import ROW_KEYS, print_table, write_json, write_plot
 from fastgen.errors import FastgenError
 from fastgen.export import BatchRange, Manifest, read_manifest
 from fastgen.export.tensorrt import FLAVOURS, INSTALL_HINT, installed_version
@@ -37,8 +37,6 @@ BACKENDS = ("torch", "graph", "onnxruntime", "tensorrt")
 EXPORTED_BACKENDS = ("onnxruntime", "tensorrt")  # run the networks' exported graphs / engines
 FAMILY_ORDER = ("udpm", "ddpm", "pddpm", "blur")
 PRESETS = ("tiny", "small", "paper")
-# The one sampler of the families without sampler choices in the bench, by the name its rows carry.
-SAMPLER_NAMES = {"udpm": "levels", "pddpm": "pyramid", "blur": "chain"}
 
 
 @dataclass(frozen=True)
@@ -64,11 +62,10 @@ def default_families() -> tuple[str, ...]:
 
 
 def samplers(family: Family, ddim_steps: int | None) -> list[tuple[str, dict[str, Any]]]:
-    """(row name, sampler options) of each sampler benched for ``family``: DDPM's step and full samplers, else its one."""
-    if family.name != "ddpm":
-        return [(SAMPLER_NAMES.get(family.name, "sample"), {})]
-    cases = [(DDPM_STEP, {"sampler": "ddim", "steps": 1}), ("ancestral", {"sampler": "ancestral"})]
-    if ddim_steps is not None:
+    """(row name, sampler options) of each sampler benched for ``family``: its named samplers, and DDIM with
+    ``ddim_steps`` where the family has a DDIM sampler."""
+    cases = list(family.samplers.items())
+    if ddim_steps is not None and "steps" in family.sampler_options:
         cases.append((f"ddim-{ddim_steps}", {"sampler": "ddim", "steps": ddim_steps}))
     return cases
 

@@ -19,8 +19,7 @@ from torch import Tensor, nn
 
 from fastgen.errors import FastgenError
 from fastgen.families import CallSite
-from fastgen.nets.layers import FIRResample
-from fastgen.nets.precision import NOISE_FEATURES, to_precision
+from fastgen.nets.precision import to_precision
 
 MIN_OPSET = 17
 # The TorchScript exporter writes opsets up to 20; higher ones go through ONNX's version converter.
@@ -43,15 +42,13 @@ class Precision:
     dtype: torch.dtype
     tolerance: float
     min_opset: int = MIN_OPSET
-    float32_modules: tuple[type[nn.Module], ...] = NOISE_FEATURES  # submodules that keep computing in float32
 
 
 PRECISIONS = {
     "fp32": Precision("fp32", torch.float32, 1e-4),
     "fp16": Precision("fp16", torch.float16, 1e-2),
-    # ONNX's Conv accepts bfloat16 from opset 22 on. The fixed FIR resampling filters stay float32: TensorRT-RTX
-    # 1.7 cannot build a bfloat16 ConvTranspose, and these depthwise ops cost little in any precision.
-    "bf16": Precision("bf16", torch.bfloat16, 8e-2, min_opset=22, float32_modules=(*NOISE_FEATURES, FIRResample)),
+    # ONNX's Conv accepts bfloat16 from opset 22 on (float32_modules keeps the FIR resampling filters float32).
+    "bf16": Precision("bf16", torch.bfloat16, 8e-2, min_opset=22),
 }
 
 
@@ -65,12 +62,12 @@ class ReducedPrecision(nn.Module):
     """A call-site module computing in fp16/bf16 with float32 inputs and output.
 
     Per-sample scalar inputs stay float32 (timesteps reach ~1000, where fp16 has a step of 0.5), and so do the
-    precision's ``float32_modules``: their inputs are cast up and their outputs cast down around them.
+    submodules of :func:`fastgen.nets.precision.float32_modules`: their inputs are cast up and their outputs cast down around them.
     """
 
     def __init__(self, module: nn.Module, precision: Precision) -> None:
         super().__init__()
-        self.module = to_precision(copy.deepcopy(module), precision.dtype, precision.float32_modules)
+        self.module = to_precision(copy.deepcopy(module), precision.dtype)
         self.dtype = precision.dtype
 
     def forward(self, *inputs: Tensor) -> Tensor:

@@ -116,6 +116,8 @@ class Family(ABC):
 
     name: ClassVar[str]
     sampler_options: ClassVar[tuple[str, ...]] = ()
+    samplers: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
+    """The family's named samplers (name → sampler options), as benchmarks and reports list them."""
 
     def __init__(self, config: ModelConfig) -> None:
         if config.family != self.name:

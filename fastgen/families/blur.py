@@ -7,7 +7,7 @@ transform of [x, ε̂, z], a per-frequency combination and one inverse transform
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,7 @@ DIFFUSION_KEYS = {"num_steps", "beta_schedule", "blur_schedule", "blur_sigma", "
 
 class BlurFamily(DenoiserFamily):
     name = "blur"
+    samplers: ClassVar[dict[str, dict[str, Any]]] = {"chain": {}}
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -73,6 +73,11 @@ class DenoiserFamily(Family):
 class DDPMFamily(DenoiserFamily):
     name = "ddpm"
     sampler_options = ("sampler", "steps", "eta", "clip_x0")
+    # One DDIM step (the cost of a step, UDPM's yardstick) and the full ancestral chain.
+    samplers: ClassVar[dict[str, dict[str, Any]]] = {
+        "1-step": {"sampler": "ddim", "steps": 1},
+        "ancestral": {"sampler": "ancestral"},
+    }
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

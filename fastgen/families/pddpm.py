@@ -8,7 +8,7 @@ exported graph takes only ``x`` and ``t``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +36,7 @@ def pyramid_of(image: ImageSpec, diffusion: Mapping[str, Any]) -> list[int]:
 
 class PDDPMFamily(Family):
     name = "pddpm"
+    samplers: ClassVar[dict[str, dict[str, Any]]] = {"pyramid": {}}
     sampler_options = ("t_f", "t_s", "dt_s", "eta", "clip_x0")
 
     def __init__(self, config: ModelConfig) -> None:

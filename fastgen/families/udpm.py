@@ -8,7 +8,7 @@ non-saturating adversarial term against a level-conditioned discriminator with a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +87,7 @@ def discriminator_config(preset: str, image: ImageSpec, levels: int, gamma: int,
 
 class UDPMFamily(Family):
     name = "udpm"
+    samplers: ClassVar[dict[str, dict[str, Any]]] = {"levels": {}}
     sampler_options = ("latents",)
 
     def __init__(self, config: ModelConfig) -> None:
