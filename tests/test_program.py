@@ -4,6 +4,7 @@ captured-path interpretation equals the eager one, the JSON form round-trips and
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,6 +222,18 @@ def test_normals_are_standard_and_independent_across_ops_and_draws() -> None:
     for other in (normals(key, 1, 0, (250_000,), F64), normals(key, 0, 1, (250_000,), F64),
                   normals(seed_words(2027), 0, 0, (250_000,), F64)):  # fmt: skip
         assert abs(float(np.corrcoef(values.numpy(), other.numpy())[0, 1])) < 0.01
+
+
+def test_the_specs_known_answers() -> None:
+    """export/PROGRAM.md lists normals of the contract for other implementations (the C++ kit) to check against."""
+    spec = (Path(__file__).parents[1] / "export" / "PROGRAM.md").read_text()
+    block = spec.split("```known-answers\n")[1].split("```")[0]
+    for line in block.strip().splitlines():
+        key, values = line.split(":")
+        seed, op, draw = map(int, key.split())
+        expected = torch.tensor([float(v) for v in values.split()], dtype=F64)
+        got = normals(seed_words(seed), op, draw, expected.shape, F64)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-14)  # libm's last bit may differ between CPUs
 
 
 def test_seeds_and_indices_are_checked() -> None:

@@ -118,7 +118,8 @@ class GraphSampler(ProgramRunner):
                 with torch.cuda.graph(self._graph):
                     return self.run()
             except RuntimeError as error:
-                raise FastgenError(f"the {self.family.name} sampler could not be captured in a CUDA graph: {error}") from error
+                raise FastgenError(
+                    f"the {self.family.name} sampler could not be captured in a CUDA graph: {error}") from error
 
     def replay(self, seed: int | None = None) -> Tensor:
         """Run the graph once with ``seed`` (None: a fresh one) and return its static output buffer (overwritten

@@ -388,7 +388,8 @@ def reverse_step_coefficients(schedule: BlurSchedule, t: int | Tensor) -> tuple[
     )
 
 
-def coefficients_from_tables(alphas: Tensor, one_minus_alphas: Tensor, one_minus_alphas_cumprod: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def coefficients_from_tables(alphas: Tensor, one_minus_alphas: Tensor,
+                             one_minus_alphas_cumprod: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """c_x = 2 − √a_t, c_eps = −(1 − a_t)/√(1 − ā_t) (the score folded in), c_z = √(1 − a_t)."""
     return 2 - alphas.sqrt(), -one_minus_alphas * one_minus_alphas_cumprod.rsqrt(), one_minus_alphas.sqrt()
 

@@ -240,7 +240,8 @@ class Sampled(NamedTuple):
 @dataclass(frozen=True)
 class BlockPosteriorConstants:
     """The exact posterior step of a Lemma-1 kernel per γ×γ block (v = the block of x̂, y = x_l there, e = noise):
-    x_{l-1} = kx·v + taps·(kp·d + ky·y) + ke·e + taps·(kep·de), d = Σ taps·v, de = Σ taps·e (udpm_posterior.cu)."""
+    x_{l-1} = kx·v + taps·(kp·d + ky·y) + ke·e + taps·(kep·de), d = Σ taps·v, de = Σ taps·e
+    (udpm_posterior.cu)."""
 
     taps: Tensor  # [γ, γ] float64
     kx: float
@@ -672,10 +673,10 @@ class CirculantUDPM(UDPMProcess):
         )
 
     def _kalman_update(self, x_l: Tensor, x_hat: Tensor, level: int, noise: Tensor, obs_noise: Tensor | None) -> Tensor:
-        work = self._work(x_hat)
+        real = self._work(x_hat).dtype
         constants = self.matheron_constants(level, x_hat.shape[-2:])
-        transfer = constants.transfer.to(device=x_hat.device, dtype=torch.complex128 if work.dtype == torch.float64 else torch.complex64)
-        prior_cov = constants.prior_cov.to(device=x_hat.device, dtype=work.dtype)
+        transfer = constants.transfer.to(x_hat.device, torch.complex128 if real == torch.float64 else torch.complex64)
+        prior_cov = constants.prior_cov.to(x_hat.device, real)
         return kalman_update(constants, transfer, prior_cov, x_l, x_hat, noise, obs_noise)
 
     @staticmethod

@@ -8,6 +8,7 @@ in int64, whose wrap-around keeps all 64 bits of the product.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -48,12 +49,18 @@ def _mul_hi_lo(multiplier: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
     return (product >> 32) & _LOW32, product & _LOW32
 
 
+@functools.lru_cache(maxsize=None)
+def _round_constants(device: torch.device) -> tuple[Tensor, Tensor]:
+    """The multipliers and key bumps as [2, 1] columns on ``device``, made once (a CUDA graph capture may not copy
+    them there; the warm-up runs before it make them)."""
+    return tuple(torch.tensor(values, dtype=torch.int64, device=device)[:, None] for values in (_MULTIPLIERS, _KEY_BUMPS))
+
+
 def philox4x32_10(counter: Tensor, key: Tensor) -> Tensor:
     """Philox4x32-10 of int64 ``counter`` [4, N] (32-bit words) under ``key`` [2]: the four output words [4, N]."""
     # Rows (c0, c2) are the words that are multiplied, (c1, c3) the ones xored in: one op serves both lanes.
     even, odd = counter[0::2].contiguous(), counter[1::2].contiguous()
-    multipliers = torch.tensor(_MULTIPLIERS, dtype=torch.int64, device=counter.device)[:, None]
-    bumps = torch.tensor(_KEY_BUMPS, dtype=torch.int64, device=counter.device)[:, None]
+    multipliers, bumps = _round_constants(counter.device)
     key = key.to(torch.int64)[:, None]
     for round_index in range(_ROUNDS):
         if round_index:
