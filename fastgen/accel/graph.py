@@ -52,7 +52,7 @@ class ProgramRunner:
         self.precision = resolve_precision(precision)
         if max_calls is not None and (isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1):
             raise FastgenError(f"max_calls must be a positive integer or None, got {max_calls!r}")
-        self.interpreter = Interpreter(family.program(**options), batch_size, self.device,
+        self.interpreter = Interpreter(family.sampling_program(**options), batch_size, self.device,
                                        fused=use_fused(kernels, self.device))  # fmt: skip
         sites = as_sites(family, sites_or_networks)
         self.sites = prepare_sites(sites, self.device, self.precision, channels_last=channels_last, compile=compile)

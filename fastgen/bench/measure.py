@@ -62,7 +62,7 @@ def count_calls(family: Family, call_sites: list[CallSite], **options: Any) -> d
     """Calls per call site (those called at least once) of one sample: read off the family's program for ``options``."""
     names = {site.name for site in call_sites}
     counts: dict[str, int] = {}
-    for op in family.program(**options).ops:
+    for op in family.sampling_program(**options).ops:
         if isinstance(op, Call | DenoiseChain) and op.site in names:
             counts[op.site] = counts.get(op.site, 0) + (op.timesteps.numel() if isinstance(op, DenoiseChain) else 1)
     return counts

@@ -153,8 +153,12 @@ class Family(ABC):
                progress: bool = False, **options: Any) -> Tensor:  # fmt: skip
         """Images [B, C, H, W] in [-1, 1] from the call sites: the program of ``options`` run eagerly with the noise
         of ``seed`` (export/PROGRAM.md's contract; None: a fresh seed)."""
-        program = self.default_program if self.default_program is not None and not options else self.program(**options)
-        return interpreter.sample(program, sites, batch_size, seed=seed, device=device, progress=progress)
+        return interpreter.sample(self.sampling_program(**options), sites, batch_size, seed=seed, device=device,
+                                  progress=progress)  # fmt: skip
+
+    def sampling_program(self, **options: Any) -> Program:
+        """The program that samples with ``options``: the stored one (a bundle's) for the defaults, else built."""
+        return self.default_program if self.default_program is not None and not options else self.program(**options)
 
     @abstractmethod
     def process_constants(self) -> dict[str, Any]:
