@@ -34,7 +34,7 @@ train)
     trainings+=($!)
   done
   # Correctness on the GPU while the (launch-bound, small-network) trainings run: timing is not measured here.
-  timeout 300 python3 -m pytest --timeout 120 ${GPU_TESTS:-tests/test_kernels.py tests/test_accel.py} -q -rs -p no:cacheprovider >"$OUT/gpu_tests.log" 2>&1
+  timeout 300 python3 -m pytest --timeout 120 ${GPU_TESTS:-tests/test_kernels.py tests/test_accel.py tests/test_program.py} -q -rs -p no:cacheprovider >"$OUT/gpu_tests.log" 2>&1
   tail -3 "$OUT/gpu_tests.log"
   wait "${trainings[@]}"  # (a bare wait would also wait for the tee above)
   for family in $families; do

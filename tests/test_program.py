@@ -236,6 +236,13 @@ def test_the_specs_known_answers() -> None:
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-14)  # libm's last bit may differ between CPUs
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU: torch.cuda.is_available() is False")
+def test_the_gpu_draws_the_cpus_noise() -> None:
+    shape = (2, 3, 33, 17)
+    on_gpu = normals(seed_words(7, "cuda"), 2, 3, shape, F64).cpu()
+    torch.testing.assert_close(on_gpu, normals(seed_words(7), 2, 3, shape, F64), rtol=0, atol=1e-12)
+
+
 def test_seeds_and_indices_are_checked() -> None:
     with pytest.raises(FastgenError, match="seed must be an integer in"):
         seed_words(-1)
