@@ -43,7 +43,8 @@ def process_from(diffusion: Mapping[str, Any]) -> udpm.UDPMProcess:
     """The UDPM process of a ``[diffusion]`` table: the closed form for ``box``, the FFT path for ``gaussian``."""
     check_keys("[diffusion]", diffusion, DIFFUSION_KEYS)
     # The paper's schedule is UDPMSchedule's defaults: only the keys the table sets override them.
-    schedule = udpm.UDPMSchedule(**{key: diffusion[key] for key in ("levels", "alphas", "sigmas", "gamma") if key in diffusion})
+    fields = ("levels", "alphas", "sigmas", "gamma")
+    schedule = udpm.UDPMSchedule(**{key: diffusion[key] for key in fields if key in diffusion})
     kernel = diffusion.get("kernel", "box")
     if kernel == "box":
         return udpm.UDPM(schedule, udpm.box_kernel(schedule.gamma))
