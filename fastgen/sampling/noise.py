@@ -2,8 +2,7 @@
 
 The same generator as the kernels' ``philox.cuh`` and its NumPy mirror ``fastgen.kernels.philox``, written with
 torch int64 tensor ops so that it runs vectorised on the CPU and on a GPU, and inside a CUDA graph: the seed is
-a device tensor that a replay reads, so one captured graph serves every seed. 32×32-bit products are taken
-in int64, whose wrap-around keeps all 64 bits of the product.
+a device tensor that a replay reads, so one captured graph serves every seed.
 """
 
 from __future__ import annotations
@@ -39,45 +38,40 @@ def seed_words(seed: int, device: torch.device | str = "cpu") -> Tensor:
     return torch.tensor([seed & _LOW32, seed >> 32], dtype=torch.int64, device=device)
 
 
-def _mul_hi_lo(multiplier: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-    """(high, low) 32-bit words of multiplier·value for 32-bit operands held in int64.
-
-    The 64-bit product may wrap around int64 (two's complement, as torch's integer kernels do on every device),
-    which keeps all 64 bits: the low word is its low half, the high word bits 32–63 after the shift.
-    """
-    product = multiplier * value
-    return (product >> 32) & _LOW32, product & _LOW32
-
-
 @functools.lru_cache(maxsize=None)
-def _round_constants(device: torch.device) -> tuple[Tensor, Tensor]:
-    """The multipliers and key bumps as [2, 1] columns on ``device``, made once (a CUDA graph capture may not copy
-    them there; the warm-up runs before it make them)."""
-    return tuple(torch.tensor(values, dtype=torch.int64, device=device)[:, None] for values in (_MULTIPLIERS, _KEY_BUMPS))
+def _key_schedule(device: torch.device) -> tuple[Tensor, Tensor]:
+    """Round numbers [10, 1] and key bumps [2] on ``device``, made once (a CUDA graph capture may not copy them
+    there; the warm-up runs before it make them)."""
+    rounds = torch.arange(_ROUNDS, dtype=torch.int64, device=device)[:, None]
+    return rounds, torch.tensor(_KEY_BUMPS, dtype=torch.int64, device=device)
 
 
 def philox4x32_10(counter: Tensor, key: Tensor) -> Tensor:
-    """Philox4x32-10 of int64 ``counter`` [4, N] (32-bit words) under ``key`` [2]: the four output words [4, N]."""
-    # Rows (c0, c2) are the words that are multiplied, (c1, c3) the ones xored in: one op serves both lanes.
-    even, odd = counter[0::2].contiguous(), counter[1::2].contiguous()
-    multipliers, bumps = _round_constants(counter.device)
-    key = key.to(torch.int64)[:, None]
+    """Philox4x32-10 of int64 ``counter`` [4, N] (32-bit words) under ``key`` [2]: the four output words [4, N].
+
+    32×32-bit products are taken in int64, whose wrap-around keeps all 64 bits: the low word is the product's low
+    half, the high word its bits 32–63.
+    """
+    rounds, bumps = _key_schedule(counter.device)
+    keys = (key.to(torch.int64)[None, :] + rounds * bumps) & _LOW32  # the key of every round (Random123's schedule)
+    c0, c1, c2, c3 = counter.unbind(0)
     for round_index in range(_ROUNDS):
-        if round_index:
-            key = (key + bumps) & _LOW32
-        high, low = _mul_hi_lo(multipliers, even)
-        # c0' = hi(M1·c2) ^ c1 ^ k0, c1' = lo(M1·c2), c2' = hi(M0·c0) ^ c3 ^ k1, c3' = lo(M0·c0)
-        even, odd = high.flip(0) ^ odd ^ key, low.flip(0)
-    return torch.stack((even[0], odd[0], even[1], odd[1]))
+        product0, product1 = c0 * _MULTIPLIERS[0], c2 * _MULTIPLIERS[1]
+        c0, c1, c2, c3 = (
+            ((product1 >> 32) & _LOW32) ^ c1 ^ keys[round_index, 0],
+            product1 & _LOW32,
+            ((product0 >> 32) & _LOW32) ^ c3 ^ keys[round_index, 1],
+            product0 & _LOW32,
+        )
+    return torch.stack((c0, c1, c2, c3))
 
 
 def box_muller(first: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
-    """Two standard normals (float64) from two 32-bit words, as ``fg_box_muller``: u ∈ (0, 1] from the top 24 bits
-    of ``first``, the angle 2πv from the top 24 bits of ``second``."""
+    """Pairs of standard normals (float64) from pairs of 32-bit words, as ``fg_box_muller``: u ∈ (0, 1] from the top
+    24 bits of ``first``, the angle 2πv from the top 24 bits of ``second``."""
     u = ((first >> 8) + 1).double() * 2.0**-24
-    v = (second >> 8).double() * 2.0**-24
+    angle = (second >> 8).double() * (2 * math.pi * 2.0**-24)
     radius = torch.sqrt(-2.0 * torch.log(u))
-    angle = (2 * math.pi) * v
     return radius * torch.cos(angle), radius * torch.sin(angle)
 
 
@@ -93,8 +87,8 @@ def normals(key: Tensor, op_index: int, draw: int, shape: Sequence[int], dtype: 
         (index & _LOW32, index >> 32, torch.full_like(index, draw), torch.full_like(index, op_index))
     )
     words = philox4x32_10(counter, key)
-    pairs = box_muller(words[0], words[1]), box_muller(words[2], words[3])
-    values = torch.stack((*pairs[0], *pairs[1]), dim=-1).reshape(-1)[:count]
+    cosines, sines = box_muller(words[0::2], words[1::2])  # [2, N]: Box–Muller on (x, y) and on (z, w)
+    values = torch.stack((cosines, sines), dim=1).permute(2, 0, 1).reshape(-1)[:count]  # counter-major
     return values.reshape(tuple(shape)).to(dtype)
 
 
