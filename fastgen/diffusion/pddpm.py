@@ -372,7 +372,7 @@ def pyramid_steps(schedule: DiffusionSchedule, coarse_steps: int | None, fine_st
                   renoise_fraction: float) -> tuple[int, tuple[int, int]]:  # fmt: skip
     """Alg. 1's step counts, checked: (T_f, (CCDF restart timestep, reverse steps per finer level)).
 
-    ``coarse_steps`` None means T. Shared by :func:`sample_pyramidal` and the CUDA-graph plan of the same sampler.
+    ``coarse_steps`` None means T. Shared by :func:`sample_pyramidal` and the family's sampling program.
     """
     restart = _ccdf_restart(schedule, fine_steps, renoise_fraction)
     coarse_steps = schedule.num_steps if coarse_steps is None else coarse_steps
