@@ -76,11 +76,6 @@ def test_default_run_writes_json_and_png(default_run: dict) -> None:
         assert image.format == "PNG" and image.size[0] > 600
 
 
-def test_default_run_fits_a_minute(default_run: dict) -> None:
-    # The brief's budget for a CPU default run; CI boxes shared with other jobs get twice that here.
-    assert default_run["seconds"] < 120, default_run["seconds"]
-
-
 def _meta_workload(family_name: str, **options: object):
     """Calls and FLOPs of the paper preset, networks built on the meta device (no memory, no compute)."""
     family = preset_family(family_name, 64, "paper")
