@@ -3,7 +3,10 @@
 #   1. Debian data packages (Fashion-MNIST) when run as root on Debian/Ubuntu;
 #   2. torch: the pinned CPU build on machines without an NVIDIA GPU (an unpinned `torch` would pull a
 #      multi-GB CUDA build), the default CUDA build where `nvidia-smi` works;
-#   3. fastgen itself, editable, with the extras for this machine (cpu or gpu) and the test tools.
+#   3. fastgen itself, editable, with the extras for this machine (cpu or gpu) and the test tools;
+#   4. what the C++ kit (export/) builds with: compilers and libraries from this Debian (as root), and ONNX
+#      Runtime's C/C++ headers unpacked from a newer Debian suite's libonnxruntime-dev into .deps/ (its library
+#      comes from the onnxruntime wheel of step 3, loaded at run time).
 # PYTHON=/path/to/python ./setup.sh picks the interpreter (default: python3).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -19,6 +22,43 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 else
     echo "setup: not root on Debian; install dataset-fashion-mnist yourself to train on Fashion-MNIST" >&2
 fi
+
+KIT_PACKAGES="cmake g++ make nlohmann-json3-dev libgtest-dev libssl-dev libpng-dev libkissfft-dev"
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    # shellcheck disable=SC2086
+    if ! dpkg -s $KIT_PACKAGES >/dev/null 2>&1; then
+        echo "setup: installing the C++ kit's Debian packages"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $KIT_PACKAGES >/dev/null
+    fi
+else
+    echo "setup: not root on Debian; the C++ kit (export/) needs: $KIT_PACKAGES" >&2
+fi
+
+# ONNX Runtime's headers: in no Debian 12 package and no wheel, so one .deb (~120 KB) of a newer suite is
+# downloaded under a private apt configuration (this machine's apt state is untouched) and only unpacked.
+# sid carries ORT API 23 (plugin execution providers, e.g. NvTensorRTRTX); trixie only API 21.
+ORT_HEADERS=.deps/onnxruntime/include
+ORT_SUITE=sid
+if [ ! -f "$ORT_HEADERS/onnxruntime_cxx_api.h" ] && command -v apt-get >/dev/null 2>&1; then
+    apt_dir="$PWD/.deps/apt"
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $ORT_SUITE main" >"$apt_dir/sources.list"
+    apt_options=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+                 -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o Dir::State::Status=/dev/null
+                 -o APT::Sandbox::User=root)
+    echo "setup: fetching ONNX Runtime headers (libonnxruntime-dev from Debian $ORT_SUITE, $mirror)"
+    apt-get "${apt_options[@]}" -qq update
+    (cd "$apt_dir" && rm -f libonnxruntime-dev_*.deb && apt-get "${apt_options[@]}" -qq download "libonnxruntime-dev/$ORT_SUITE")
+    rm -rf .deps/onnxruntime && mkdir -p .deps/onnxruntime
+    dpkg -x "$apt_dir"/libonnxruntime-dev_*.deb .deps/onnxruntime/deb
+    mv .deps/onnxruntime/deb/usr/include/onnxruntime "$ORT_HEADERS"
+    basename "$apt_dir"/libonnxruntime-dev_*.deb >.deps/onnxruntime/SOURCE
+    rm -rf .deps/onnxruntime/deb "$apt_dir/lists" "$apt_dir/cache"
+fi
+[ -f "$ORT_HEADERS/onnxruntime_cxx_api.h" ] || echo "setup: no ONNX Runtime headers in $ORT_HEADERS; the C++ kit will not configure" >&2
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     extras="gpu,dev"

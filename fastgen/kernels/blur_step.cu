@@ -9,6 +9,7 @@
 #include "common.cuh"
 #include "philox.cuh"
 #include "spectral.cuh"
+#include "steps.cuh"
 
 struct fg_fourier {
     typedef float2 value;
@@ -18,7 +19,7 @@ struct fg_fourier {
         return fg_hermitian_normal(seed, offset, 0, image, height, width, ky, kx);
     }
     __device__ static float2 combine(float cx, float2 x, float ce, float2 e, float cz, float2 z) {
-        return make_float2(fmaf(cx, x.x, fmaf(ce, e.x, cz * z.x)), fmaf(cx, x.y, fmaf(ce, e.y, cz * z.y)));
+        return make_float2(fg_blur_combine(cx, x.x, ce, e.x, cz, z.x), fg_blur_combine(cx, x.y, ce, e.y, cz, z.y));
     }
     __device__ static float2 zero() { return make_float2(0.0f, 0.0f); }
 };
@@ -31,7 +32,7 @@ struct fg_dct {
         return fg_normal2(seed, offset, (image * height + ky) * width + kx).x;
     }
     __device__ static float combine(float cx, float x, float ce, float e, float cz, float z) {
-        return fmaf(cx, x, fmaf(ce, e, cz * z));
+        return fg_blur_combine(cx, x, ce, e, cz, z);
     }
     __device__ static float zero() { return 0.0f; }
 };

@@ -10,8 +10,7 @@
 #error "fastgen kernels are CUDA sources: compile them with nvcc or NVRTC"
 #endif
 
-typedef unsigned int fg_u32;
-typedef unsigned long long fg_u64;
+#include "portable.cuh"
 
 // Storage of torch.float16 / torch.bfloat16: same size and bits, no arithmetic on them.
 struct fg_f16 { unsigned short bits; };

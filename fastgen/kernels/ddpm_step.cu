@@ -1,4 +1,5 @@
-// (d) DDPM ancestral / DDIM step, elementwise (fastgen.diffusion.ddpm.ancestral_step and ddim_step).
+// (d) DDPM ancestral / DDIM step, elementwise (fastgen.diffusion.ddpm.ancestral_step and ddim_step);
+// the maths is steps.cuh's fg_affine_step, shared with the C++ kit.
 //
 // Both steps, for either prediction type and with or without clipping, are one affine map around an
 // optional clamp; the host computes the per-launch constants from the schedule:
@@ -10,6 +11,7 @@
 // in-kernel noise = group index g; its four normals go to elements 4g … 4g+3.
 #include "common.cuh"
 #include "philox.cuh"
+#include "steps.cuh"
 
 template <class T>
 __device__ __forceinline__ void fg_load4_tail(const T* __restrict__ p, fg_u64 first, fg_u64 n, float (&out)[4]) {
@@ -36,11 +38,7 @@ __device__ __forceinline__ void ddpm_step(const T* __restrict__ x, const T* __re
         else if (noise_mode == FG_NOISE_TENSOR) fg_load4_tail(noise, first, n, z);
         float o[4];
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            float x0 = fmaf(a, xv[k], b * mv[k]);
-            if (clip) x0 = fminf(fmaxf(x0, -1.0f), 1.0f);
-            o[k] = fmaf(p, x0, fmaf(q, xv[k], fmaf(r, mv[k], s * z[k])));
-        }
+        for (int k = 0; k < 4; ++k) o[k] = fg_affine_step(xv[k], mv[k], z[k], a, b, clip != 0, p, q, r, s);
         if (first + 4 <= n) {
             fg_store<4>(out + first, o);
         } else {

@@ -22,7 +22,7 @@ from fastgen.errors import FastgenError
 
 KERNEL_DIR = Path(__file__).resolve().parent
 SOURCES: tuple[str, ...] = ("udpm_posterior.cu", "udpm_matheron.cu", "blur_step.cu", "ddpm_step.cu")
-HEADERS: tuple[str, ...] = ("common.cuh", "philox.cuh", "spectral.cuh")
+HEADERS: tuple[str, ...] = ("portable.cuh", "common.cuh", "philox.cuh", "spectral.cuh", "steps.cuh")
 CXX_STANDARD = "c++17"
 THREADS_PER_BLOCK = 256  # every kernel is declared __launch_bounds__(256)
 # One full wave (2048 resident threads per SM on sm_80 … sm_90); the kernels' grid-stride loops do the rest.

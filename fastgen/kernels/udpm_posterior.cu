@@ -6,12 +6,14 @@
 //   x_{l-1} = kx·v + taps·(kp·d + ky·y) + ke·e + taps·(kep·de)
 // kx = ᾱ_{l-1}, kp = −gain·α_l·ᾱ_{l-1}, ky = gain, ke = √(1/B), kep = √(1/(A+B)) − √(1/B).
 // At level 1 they are (1, 0, 0, 0, 0) and the fmas return x̂ bit for bit (no 1/σ̃_0 = ∞ anywhere).
+// The block maths is steps.cuh's fg_udpm_posterior_block, shared with the C++ kit.
 //
 // One thread per 2×2 block: one read of x_l, two 2-wide reads of x̂ (and of the noise, if given), two
 // 2-wide writes. Counter of the in-kernel noise = block index b (row-major over [B, C, h, w]); its four
 // normals go to (top-left, top-right, bottom-left, bottom-right).
 #include "common.cuh"
 #include "philox.cuh"
+#include "steps.cuh"
 
 template <class T>
 __device__ __forceinline__ void udpm_posterior(const T* __restrict__ x_l, const T* __restrict__ x_hat,
@@ -31,30 +33,15 @@ __device__ __forceinline__ void udpm_posterior(const T* __restrict__ x_l, const 
         fg_load<2>(x_hat + bottom, lower);
         v[0] = upper[0]; v[1] = upper[1]; v[2] = lower[0]; v[3] = lower[1];
 
-        float d = 0.0f;
-#pragma unroll
-        for (int k = 0; k < 4; ++k) d = fmaf(taps[k], v[k], d);
-        const float range = fmaf(kp, d, ky * y);
-        float o[4];
-#pragma unroll
-        for (int k = 0; k < 4; ++k) o[k] = fmaf(kx, v[k], taps[k] * range);
-
-        if (noise_mode != FG_NOISE_NONE) {
-            float e[4];
-            if (noise_mode == FG_NOISE_PHILOX) {
-                fg_normal4(seed, offset, b, e);
-            } else {
-                fg_load<2>(noise + top, upper);
-                fg_load<2>(noise + bottom, lower);
-                e[0] = upper[0]; e[1] = upper[1]; e[2] = lower[0]; e[3] = lower[1];
-            }
-            float de = 0.0f;
-#pragma unroll
-            for (int k = 0; k < 4; ++k) de = fmaf(taps[k], e[k], de);
-            const float range_noise = kep * de;
-#pragma unroll
-            for (int k = 0; k < 4; ++k) o[k] = fmaf(ke, e[k], fmaf(taps[k], range_noise, o[k]));
+        float o[4], e[4];
+        if (noise_mode == FG_NOISE_PHILOX) {
+            fg_normal4(seed, offset, b, e);
+        } else if (noise_mode == FG_NOISE_TENSOR) {
+            fg_load<2>(noise + top, upper);
+            fg_load<2>(noise + bottom, lower);
+            e[0] = upper[0]; e[1] = upper[1]; e[2] = lower[0]; e[3] = lower[1];
         }
+        fg_udpm_posterior_block(taps, v, noise_mode == FG_NOISE_NONE ? nullptr : e, 4, y, kx, kp, ky, ke, kep, o);
         upper[0] = o[0]; upper[1] = o[1]; lower[0] = o[2]; lower[1] = o[3];
         fg_store<2>(out + top, upper);
         fg_store<2>(out + bottom, lower);
