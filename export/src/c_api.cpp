@@ -1,0 +1,188 @@
+// The C boundary: every entry point catches everything, stores the message for fastgen_last_error and returns
+// a status. The bundle object ties the manifest, its program and the opened sites together.
+#include <fastgen/fastgen.h>
+
+#include <cmath>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "error.hpp"
+#include "manifest.hpp"
+#include "onnxruntime.hpp"
+#include "program.hpp"
+
+using namespace fastgen::kit;
+
+struct fastgen_bundle {
+    Manifest manifest;
+    RuntimeOptions runtime;
+    std::vector<std::unique_ptr<Site>> opened;
+    Sites sites;
+    Program program;
+    std::vector<float> images;  // fastgen_sample_u8's float images
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+template <class Body>
+fastgen_status guarded(Body&& body) noexcept {
+    try {
+        body();
+        return FASTGEN_OK;
+    } catch (const Failure& failure) {
+        last_error = failure.what();
+        return failure.status;
+    } catch (const std::bad_alloc&) {
+        last_error = "out of memory; sample fewer images per call";
+        return FASTGEN_ERROR_ARGUMENT;
+    } catch (const std::exception& error) {
+        last_error = std::string("internal error: ") + error.what() + "; please report it";
+        return FASTGEN_ERROR_INTERNAL;
+    } catch (...) {
+        last_error = "internal error (unknown exception); please report it";
+        return FASTGEN_ERROR_INTERNAL;
+    }
+}
+
+void require(const void* pointer, const char* what) {
+    if (pointer == nullptr) argument_error(std::string(what) + " must not be NULL");
+}
+
+std::int64_t image_elements(const fastgen_bundle* bundle) {
+    std::int64_t count = 1;
+    for (std::int64_t size : output_shape(bundle->program)) count *= size;
+    return count;
+}
+
+// Engines take only the batch sizes of their optimisation profile (fastgen.runtime.check_site_inputs's refusal).
+void check_batch(const fastgen_bundle* bundle, std::int64_t n) {
+    if (bundle->runtime.provider != Provider::tensorrt && bundle->runtime.provider != Provider::nv_tensorrt_rtx) return;
+    for (const SiteRecord& site : bundle->manifest.sites) {
+        const BatchRange range = site.engine ? site.engine->profile : bundle->manifest.batch;
+        if (!range.contains(n))
+            argument_error("batch " + std::to_string(n) + " is outside the engine profile " + std::to_string(range.min) + " … " +
+                           std::to_string(range.max) + " of site " + site.name +
+                           "; sample in batches within it, or re-export with --batch MIN,OPT,MAX covering it");
+    }
+}
+
+void sample_into(fastgen_bundle* bundle, std::int64_t n, std::uint64_t seed, float* images, std::size_t count) {
+    require(bundle, "bundle");
+    require(images, "images");
+    if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
+    const auto needed = static_cast<std::size_t>(n * image_elements(bundle));
+    if (count < needed)
+        argument_error("the buffer holds " + std::to_string(count) + " values; " + std::to_string(n) + " images need " + std::to_string(needed));
+    check_batch(bundle, n);
+    run_program(bundle->program, bundle->sites, n, seed, images);
+}
+
+}  // namespace
+
+extern "C" {
+
+void fastgen_options_init(fastgen_options* options) {
+    if (options == nullptr) return;
+    options->provider = "cpu";
+    options->threads = 0;
+    options->device = 0;
+    options->verify = 1;
+    options->onnxruntime_library = nullptr;
+}
+
+fastgen_status fastgen_open(const char* path, const fastgen_options* options, fastgen_bundle** bundle) {
+    return guarded([&] {
+        require(bundle, "bundle");
+        *bundle = nullptr;
+        require(path, "path");
+        fastgen_options defaults;
+        fastgen_options_init(&defaults);
+        const fastgen_options& chosen = options != nullptr ? *options : defaults;
+        if (chosen.threads < 0) argument_error("threads must be ≥ 0 (0: ONNX Runtime's default), got " + std::to_string(chosen.threads));
+        auto opened = std::make_unique<fastgen_bundle>();
+        opened->runtime.provider = provider_from_name(chosen.provider != nullptr ? chosen.provider : "cpu");
+        opened->runtime.threads = chosen.threads;
+        opened->runtime.device = chosen.device;
+        opened->runtime.library = chosen.onnxruntime_library != nullptr ? chosen.onnxruntime_library : "";
+        opened->manifest = read_manifest(path, chosen.verify != 0);
+        for (const SiteRecord& record : opened->manifest.sites) {
+            opened->opened.push_back(std::make_unique<Site>(opened->manifest, record, opened->runtime));
+            Site* site = opened->opened.back().get();
+            SiteFunction function{{}, record.output.shape, [site](std::int64_t batch, const std::vector<const float*>& inputs, float* output) {
+                                      site->run(batch, inputs, output);
+                                  }};
+            for (const TensorSpec& input : record.inputs) function.inputs.push_back(input.shape);
+            opened->sites[record.name] = std::move(function);
+        }
+        opened->program = parse_program(opened->manifest.program, opened->manifest.path_of(kManifestFile), opened->sites);
+        *bundle = opened.release();
+    });
+}
+
+void fastgen_close(fastgen_bundle* bundle) { delete bundle; }
+
+const char* fastgen_last_error(void) { return last_error.c_str(); }
+
+fastgen_status fastgen_image_shape(const fastgen_bundle* bundle, int64_t* channels, int64_t* height, int64_t* width) {
+    return guarded([&] {
+        require(bundle, "bundle");
+        const std::vector<std::int64_t>& shape = output_shape(bundle->program);
+        if (channels) *channels = shape[0];
+        if (height) *height = shape[1];
+        if (width) *width = shape[2];
+    });
+}
+
+const char* fastgen_family(const fastgen_bundle* bundle) { return bundle ? bundle->manifest.family.c_str() : ""; }
+
+const char* fastgen_precision(const fastgen_bundle* bundle) { return bundle ? bundle->manifest.precision.c_str() : ""; }
+
+fastgen_status fastgen_max_batch(const fastgen_bundle* bundle, int64_t* max_batch) {
+    return guarded([&] {
+        require(bundle, "bundle");
+        require(max_batch, "max_batch");
+        const bool engines = bundle->runtime.provider == Provider::tensorrt || bundle->runtime.provider == Provider::nv_tensorrt_rtx;
+        *max_batch = engines ? bundle->manifest.batch.max : 0;
+    });
+}
+
+fastgen_status fastgen_sample(fastgen_bundle* bundle, int64_t n, uint64_t seed, float* images, size_t count) {
+    return guarded([&] { sample_into(bundle, n, seed, images, count); });
+}
+
+fastgen_status fastgen_sample_u8(fastgen_bundle* bundle, int64_t n, uint64_t seed, uint8_t* pixels, size_t count) {
+    return guarded([&] {
+        require(bundle, "bundle");
+        require(pixels, "pixels");
+        const std::vector<std::int64_t>& shape = output_shape(bundle->program);
+        const std::int64_t channels = shape[0], plane = shape[1] * shape[2];
+        if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
+        const auto needed = static_cast<std::size_t>(n * channels * plane);
+        if (count < needed)
+            argument_error("the buffer holds " + std::to_string(count) + " bytes; " + std::to_string(n) + " images need " + std::to_string(needed));
+        bundle->images.resize(needed);
+        sample_into(bundle, n, seed, bundle->images.data(), needed);
+        fastgen_images_to_u8(bundle->images.data(), n, channels, shape[1], shape[2], pixels);
+    });
+}
+
+void fastgen_images_to_u8(const float* images, int64_t n, int64_t channels, int64_t height, int64_t width, uint8_t* pixels) {
+    // The manifest's normalisation: clamp(round((x + 1) · 127.5), 0, 255), round half to even as torch.round.
+    const std::int64_t plane = height * width;
+    for (std::int64_t image = 0; image < n; ++image)
+        for (std::int64_t c = 0; c < channels; ++c)
+            for (std::int64_t i = 0; i < plane; ++i) {
+                const float value = std::nearbyint((images[(image * channels + c) * plane + i] + 1.0f) * 127.5f);
+                const float clamped = value >= 0.0f ? (value <= 255.0f ? value : 255.0f) : 0.0f;  // NaN → 0
+                pixels[(image * plane + i) * channels + c] = static_cast<uint8_t>(clamped);
+            }
+}
+
+const char* fastgen_version(void) { return FASTGEN_VERSION_STRING; }
+
+int fastgen_bundle_format_version(void) { return kFormatVersion; }
+
+}  // extern "C"

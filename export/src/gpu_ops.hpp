@@ -1,0 +1,19 @@
+// The program's elementwise step ops on CUDA device buffers (float32), launched on a stream. The per-element maths
+// is steps.cuh / philox.cuh, the headers the CPU path (ops.cpp) compiles: one source for both.
+#pragma once
+
+#include <cstdint>
+
+namespace fastgen::kit::gpu {
+
+using Stream = void*;  // cudaStream_t
+
+void draw_normals(std::uint64_t seed, std::uint32_t op, std::uint32_t draw, std::int64_t count, float* out, Stream stream);
+void affine_step(const float* x, const float* model_out, const float* z, std::int64_t count, float a, float b, bool clip, float p,
+                 float q, float r, float s, float* out, Stream stream);
+void udpm_posterior(const float* x_l, const float* x_hat, const float* e, std::int64_t planes, std::int64_t h, std::int64_t w, int gamma,
+                    const float* taps, float kx, float kp, float ky, float ke, float kep, float* out, Stream stream);
+void upsample(const float* x, std::int64_t planes, std::int64_t height, std::int64_t width, float* out, Stream stream);
+void renoise(const float* x, const float* z, float signal, float noise_scale, std::int64_t count, float* out, Stream stream);
+
+}  // namespace fastgen::kit::gpu

@@ -1,0 +1,61 @@
+// A bundle's manifest.json, read and checked exactly as fastgen/export/manifest.py does (same refusals, same
+// messages), plus what Python cannot meet: symlinks and paths that leave the bundle directory.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fastgen::kit {
+
+inline constexpr const char* kFormat = "fastgen-bundle";
+inline constexpr int kFormatVersion = 2;  // 2: the manifest carries the sampling program
+inline constexpr const char* kManifestFile = "manifest.json";
+
+struct BatchRange {
+    std::int64_t min = 1, opt = 1, max = 1;
+    bool contains(std::int64_t batch) const { return min <= batch && batch <= max; }
+};
+
+struct TensorSpec {
+    std::string name;
+    std::vector<std::int64_t> shape;  // without the batch dimension
+    std::string dtype;
+};
+
+struct EngineRecord {
+    std::string file, flavour, version;
+    std::vector<std::string> compute_capabilities;
+    BatchRange profile;
+};
+
+struct SiteRecord {
+    std::string name, file;
+    std::vector<TensorSpec> inputs;
+    TensorSpec output;
+    std::optional<EngineRecord> engine;
+};
+
+struct Manifest {
+    std::string directory;  // as given, without trailing slashes (Python's str(Path(directory)))
+    std::string family, precision;
+    BatchRange batch;
+    std::vector<SiteRecord> sites;
+    std::map<std::string, std::string> files;  // file name → SHA-256
+    nlohmann::json model, constants, program;
+
+    const SiteRecord& site(const std::string& name) const;
+    std::string path_of(const std::string& file) const { return directory + "/" + file; }
+};
+
+// Parses manifest JSON text of the bundle `directory` (`source` names it in messages).
+Manifest parse_manifest(const std::string& directory, const std::string& source, const std::string& text);
+// Reads DIRECTORY/manifest.json; with `verify`, every listed file must be a plain file of the bundle with its SHA-256.
+Manifest read_manifest(const std::string& directory, bool verify = true);
+void verify_files(const Manifest& manifest);
+
+}  // namespace fastgen::kit

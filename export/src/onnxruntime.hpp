@@ -1,0 +1,49 @@
+// Network call sites through ONNX Runtime's C++ API. The library is loaded at run time (dlopen + OrtGetApiBase,
+// ORT_API_MANUAL_INIT), so any ONNX Runtime at least as new as the headers works, e.g. the pip wheel's.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "manifest.hpp"
+
+namespace fastgen::kit {
+
+// Execution providers selectable by name at run time.
+enum class Provider { cpu, cuda, tensorrt, nv_tensorrt_rtx };
+Provider provider_from_name(const std::string& name);  // throws Failure(ARGUMENT) naming the choices
+bool provider_is_gpu(Provider provider);
+
+struct RuntimeOptions {
+    Provider provider = Provider::cpu;
+    int threads = 0;  // intra-op threads on the CPU; 0 = ONNX Runtime's default
+    int device = 0;
+    std::string library;  // libonnxruntime to load ("" = the default search, see onnxruntime.cpp)
+};
+
+// One opened graph of the bundle. `run` takes its inputs as float32 in the site's input order and converts
+// them to the graph's input types (timesteps to int64 …), as fastgen.runtime.BundleSite does; host memory.
+class Site {
+public:
+    Site(const Manifest& manifest, const SiteRecord& record, const RuntimeOptions& options);
+    ~Site();
+    Site(const Site&) = delete;
+    Site& operator=(const Site&) = delete;
+
+    const SiteRecord& record() const { return record_; }
+    void run(std::int64_t batch, const std::vector<const float*>& inputs, float* output);
+    // GPU providers: inputs and output already on the device in the graph's own types (IO binding, no host copy).
+    void run_device(std::int64_t batch, const std::vector<const void*>& inputs, void* output);
+
+private:
+    struct State;
+    SiteRecord record_;
+    std::unique_ptr<State> state_;
+};
+
+// The ONNX Runtime library version that is loaded (loads it if needed).
+std::string onnxruntime_version(const std::string& library = "");
+
+}  // namespace fastgen::kit

@@ -1,0 +1,86 @@
+// The sampling program (export/PROGRAM.md): parsed strictly from the manifest's JSON and run on the CPU over
+// network sites. The kit never re-derives a family's maths: every constant comes from the program.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "ops.hpp"
+
+namespace fastgen::kit {
+
+inline constexpr const char* kProgramFormat = "fastgen-program";
+inline constexpr int kProgramVersion = 1;
+
+struct SpectralFilter {
+    std::string basis;
+    std::vector<double> values;
+};
+struct NoiseOp {
+    std::string out;
+    double scale;
+    std::optional<SpectralFilter> filter;
+};
+struct CallOp {
+    std::string site, x, out;
+};
+struct PosteriorOp {
+    std::string x, x_hat, out;
+    PosteriorConstants constants;
+    bool noisy;
+};
+struct MatheronOp {
+    std::string x, x_hat, out;
+    MatheronConstants constants;
+    bool noisy;
+};
+struct ChainOp {
+    std::string site, x, out;
+    std::vector<double> timesteps;
+    std::vector<bool> noise;
+    std::vector<AffineConstants> affine;        // "step": "affine", one per step
+    std::string basis;                          // "step": "blur"
+    std::vector<std::vector<float>> blur;       // one coefficient set per step (made once, at parse time)
+    bool is_blur() const { return !basis.empty(); }
+};
+struct UpsampleOp {
+    std::string x, out;
+};
+struct RenoiseOp {
+    std::string x, out;
+    double signal, noise_scale;
+};
+using Op = std::variant<NoiseOp, CallOp, PosteriorOp, MatheronOp, ChainOp, UpsampleOp, RenoiseOp>;
+
+struct Program {
+    std::map<std::string, std::vector<std::int64_t>> buffers;  // shapes without the batch dimension
+    std::vector<Op> ops;
+    std::string output;
+};
+
+// A site as the interpreter sees it: its input and output shapes (without batch) and how to run it on float32
+// host buffers (timesteps come as a float32 [B] input; the site converts to its graph's types).
+struct SiteFunction {
+    std::vector<std::vector<std::int64_t>> inputs;
+    std::vector<std::int64_t> output;
+    std::function<void(std::int64_t batch, const std::vector<const float*>& inputs, float* output)> run;
+};
+using Sites = std::map<std::string, SiteFunction>;
+
+// Parses and checks `data` (`source` names it in messages) against the shapes of `sites`; throws Failure(BUNDLE).
+Program parse_program(const nlohmann::json& data, const std::string& source, const Sites& sites);
+
+// Runs `program` for `batch` images and `seed`; writes the output buffer [B, C, H, W] to `out`.
+void run_program(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, float* out);
+
+// The output buffer's shape (without batch).
+const std::vector<std::int64_t>& output_shape(const Program& program);
+
+}  // namespace fastgen::kit
