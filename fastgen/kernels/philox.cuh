@@ -32,7 +32,7 @@ FG_HD fg_uint4 fg_philox_round(fg_uint4 c, fg_uint2 k) {
 // Philox4x32 with 10 rounds; the key is bumped between rounds (Random123's schedule).
 FG_HD fg_uint4 fg_philox4x32_10(fg_uint4 counter, fg_uint2 key) {
     counter = fg_philox_round(counter, key);
-#pragma unroll
+FG_UNROLL
     for (int round = 1; round < 10; ++round) {
         key.x += FG_PHILOX_W0;
         key.y += FG_PHILOX_W1;

@@ -8,6 +8,7 @@ typedef unsigned long long fg_u64;
 
 #if defined(__CUDACC__)
 #define FG_HD __host__ __device__ __forceinline__
+#define FG_UNROLL _Pragma("unroll")
 typedef uint2 fg_uint2;
 typedef uint4 fg_uint4;
 typedef float2 fg_float2;
@@ -17,6 +18,7 @@ FG_HD fg_float2 fg_make_float2(float x, float y) { return make_float2(x, y); }
 #else
 #include <math.h>  // fmaf, logf … in the global namespace, as CUDA has them
 #define FG_HD inline
+#define FG_UNROLL
 struct fg_uint2 { fg_u32 x, y; };
 struct fg_uint4 { fg_u32 x, y, z, w; };
 struct fg_float2 { float x, y; };

@@ -18,17 +18,17 @@ FG_HD float fg_affine_step(float x, float m, float z, float a, float b, bool cli
 FG_HD void fg_udpm_posterior_block(const float* taps, const float* v, const float* e, int count, float y, float kx,
                                    float kp, float ky, float ke, float kep, float* out) {
     float d = 0.0f;
-#pragma unroll
+FG_UNROLL
     for (int k = 0; k < count; ++k) d = fmaf(taps[k], v[k], d);
     const float range = fmaf(kp, d, ky * y);
-#pragma unroll
+FG_UNROLL
     for (int k = 0; k < count; ++k) out[k] = fmaf(kx, v[k], taps[k] * range);
     if (e == nullptr) return;
     float de = 0.0f;
-#pragma unroll
+FG_UNROLL
     for (int k = 0; k < count; ++k) de = fmaf(taps[k], e[k], de);
     const float range_noise = kep * de;
-#pragma unroll
+FG_UNROLL
     for (int k = 0; k < count; ++k) out[k] = fmaf(ke, e[k], fmaf(taps[k], range_noise, out[k]));
 }
 
