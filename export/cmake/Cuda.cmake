@@ -11,4 +11,3 @@ target_include_directories(fastgen_gpu_ops PRIVATE ${FASTGEN_KERNEL_DIR} ${PROJE
 set_target_properties(fastgen_gpu_ops PROPERTIES POSITION_INDEPENDENT_CODE ON CUDA_SEPARABLE_COMPILATION OFF)
 target_link_libraries(fastgen_gpu_ops PUBLIC CUDA::cudart_static)
 target_link_libraries(fastgen_runtime PRIVATE fastgen_gpu_ops)
-target_compile_definitions(fastgen_runtime PRIVATE FASTGEN_WITH_CUDA)

@@ -222,9 +222,11 @@ Op parse_op(Fields& op, const std::string& kind, Buffers& buffers, const Sites& 
         const std::size_t n = timesteps.is_array() ? timesteps.size() : 0;
         if (n == 0) op.problem("field \"timesteps\" must be a non-empty list");
         chain.timesteps = op.numbers("timesteps", n);
-        for (double flag : op.numbers("noise", n)) {
-            if (flag != 0 && flag != 1) op.problem("field \"noise\" must hold 0 or 1");
-            chain.noise.push_back(flag == 1);
+        const json& noise = op.get("noise");  // flags: true/false (or 0/1)
+        if (!noise.is_array() || noise.size() != n) op.problem("field \"noise\" must be a list of " + std::to_string(n) + " flags");
+        for (const json& flag : noise) {
+            if (!flag.is_boolean() && flag != 0 && flag != 1) op.problem("field \"noise\" must hold true/false (or 0/1)");
+            chain.noise.push_back(flag.is_boolean() ? flag.get<bool>() : flag == 1);
         }
         const std::string step = op.text("step");
         if (step == "affine") {

@@ -1,2 +1,206 @@
+// Manifest parsing and every refusal of a bad bundle (the messages of fastgen/export/manifest.py).
 #include <gtest/gtest.h>
-TEST(Placeholder, Builds) { SUCCEED(); }
+
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "error.hpp"
+#include "manifest.hpp"
+#include "sha256.hpp"
+#include "test_util.hpp"
+
+using fastgen::kit::Failure;
+using fastgen::kit::Manifest;
+using fastgen::test::TempDir;
+using fastgen::test::write_file;
+using nlohmann::json;
+
+namespace {
+
+const char* kAbcSha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+// A bundle directory with one site graph whose hash is right, and its manifest as JSON (written by write()).
+struct BundleFixture {
+    TempDir dir;
+    json manifest;
+
+    BundleFixture() {
+        write_file(dir.path() / "level_1.onnx", "abc");
+        manifest = {{"format", "fastgen-bundle"},
+                    {"format_version", 2},
+                    {"family", "udpm"},
+                    {"model", json::object()},
+                    {"constants", json::object()},
+                    {"precision", "fp32"},
+                    {"batch", {{"min", 1}, {"opt", 2}, {"max", 4}}},
+                    {"sites",
+                     {{{"name", "level_1"},
+                       {"file", "level_1.onnx"},
+                       {"inputs", {{{"name", "x"}, {"shape", {3, 8, 8}}, {"dtype", "float32"}, {"max_value", 1.0}}}},
+                       {"output", {{"name", "x_hat"}, {"shape", {3, 16, 16}}, {"dtype", "float32"}, {"max_value", 1.0}}},
+                       {"engine", nullptr}}}},
+                    {"source", json::object()},
+                    {"onnx", json::object()},
+                    {"fastgen_version", "0.1.0"},
+                    {"files", {{"level_1.onnx", kAbcSha256}}},
+                    {"program", {{"format", "fastgen-program"}}}};
+    }
+    void write() const { write_file(dir.path() / "manifest.json", manifest.dump()); }
+    // The message read_manifest fails with (empty when it succeeds).
+    std::string refusal() const {
+        write();
+        try {
+            fastgen::kit::read_manifest(dir.str());
+        } catch (const Failure& failure) {
+            EXPECT_EQ(failure.status, FASTGEN_ERROR_BUNDLE);
+            return failure.what();
+        }
+        return "";
+    }
+};
+
+}  // namespace
+
+TEST(Sha256, KnownAnswer) {
+    TempDir dir;
+    write_file(dir.path() / "abc", "abc");
+    EXPECT_EQ(fastgen::kit::sha256_file((dir.path() / "abc").string()), kAbcSha256);
+    write_file(dir.path() / "empty", "");
+    EXPECT_EQ(fastgen::kit::sha256_file((dir.path() / "empty").string()),
+              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST(Manifest, ReadsAValidBundle) {
+    BundleFixture bundle;
+    bundle.write();
+    const Manifest manifest = fastgen::kit::read_manifest(bundle.dir.str() + "/");
+    EXPECT_EQ(manifest.directory, bundle.dir.str());
+    EXPECT_EQ(manifest.family, "udpm");
+    EXPECT_EQ(manifest.batch.max, 4);
+    ASSERT_EQ(manifest.sites.size(), 1u);
+    EXPECT_EQ(manifest.site("level_1").output.shape, (std::vector<std::int64_t>{3, 16, 16}));
+    EXPECT_EQ(manifest.site("level_1").inputs.at(0).dtype, "float32");
+    EXPECT_FALSE(manifest.sites[0].engine.has_value());
+    EXPECT_EQ(manifest.program["format"], "fastgen-program");
+    EXPECT_THROW(manifest.site("level_9"), Failure);
+}
+
+TEST(Manifest, RefusesADirectoryWithoutManifest) {
+    TempDir dir;
+    try {
+        fastgen::kit::read_manifest(dir.str());
+        FAIL() << "no refusal";
+    } catch (const Failure& failure) {
+        EXPECT_EQ(std::string(failure.what()),
+                  dir.str() + " is not a bundle (no manifest.json); make one with `fastgen export CHECKPOINT " + dir.str() + "`");
+    }
+}
+
+TEST(Manifest, RefusesBadJson) {
+    BundleFixture bundle;
+    write_file(bundle.dir.path() / "manifest.json", "{not json");
+    EXPECT_THROW(fastgen::kit::read_manifest(bundle.dir.str()), Failure);
+    write_file(bundle.dir.path() / "manifest.json", "[1, 2]");
+    try {
+        fastgen::kit::read_manifest(bundle.dir.str());
+        FAIL() << "no refusal";
+    } catch (const Failure& failure) {
+        EXPECT_NE(std::string(failure.what()).find("does not hold a JSON object; re-export the bundle"), std::string::npos);
+    }
+}
+
+TEST(Manifest, RefusesOtherFormats) {
+    BundleFixture bundle;
+    bundle.manifest["format"] = "zip";
+    EXPECT_NE(bundle.refusal().find("manifest format is 'zip', not 'fastgen-bundle': not a fastgen bundle"), std::string::npos);
+}
+
+TEST(Manifest, RefusesUnknownVersionsNamingTheFileAndTheFix) {
+    BundleFixture bundle;
+    for (const json& version : {json(1), json(3), json("2"), json()}) {
+        bundle.manifest["format_version"] = version;
+        const std::string message = bundle.refusal();
+        EXPECT_NE(message.find("manifest.json: bundle format version"), std::string::npos) << message;
+        EXPECT_NE(message.find("is not supported (this fastgen reads version 2); re-export the bundle"), std::string::npos) << message;
+    }
+    bundle.manifest["format_version"] = 1;
+    EXPECT_NE(bundle.refusal().find("bundle format version 1 is not supported"), std::string::npos);
+}
+
+TEST(Manifest, RefusesMissingFields) {
+    BundleFixture bundle;
+    bundle.manifest.erase("sites");
+    EXPECT_NE(bundle.refusal().find("manifest is malformed (KeyError: 'sites'); re-export the bundle"), std::string::npos);
+    BundleFixture other;
+    other.manifest["sites"][0]["output"].erase("shape");
+    EXPECT_NE(other.refusal().find("KeyError: 'shape'"), std::string::npos);
+}
+
+TEST(Manifest, RefusesBadBatchRanges) {
+    BundleFixture bundle;
+    bundle.manifest["batch"] = {{"min", 4}, {"opt", 2}, {"max", 8}};
+    EXPECT_EQ(bundle.refusal(), "batch must be three integers 1 ≤ min ≤ opt ≤ max, got (4, 2, 8)");
+}
+
+TEST(Manifest, RefusesSiteFilesWithoutHash) {
+    BundleFixture bundle;
+    bundle.manifest["files"] = json::object();
+    EXPECT_EQ(bundle.refusal(), "bundle " + bundle.dir.str() + ": manifest lists no hash for level_1.onnx; re-export the bundle");
+}
+
+TEST(Manifest, RefusesPathsOutOfTheBundle) {
+    for (const std::string name : {"../level_1.onnx", "/etc/passwd", "sub/level_1.onnx", ".."}) {
+        BundleFixture bundle;
+        bundle.manifest["files"][name] = kAbcSha256;
+        EXPECT_EQ(bundle.refusal(),
+                  "bundle " + bundle.dir.str() + ": manifest names '" + name + "', which is not a file of the bundle; re-export it");
+    }
+}
+
+TEST(Manifest, RefusesSymbolicLinks) {
+    BundleFixture bundle;
+    TempDir elsewhere;
+    write_file(elsewhere.path() / "graph", "abc");
+    std::filesystem::remove(bundle.dir.path() / "level_1.onnx");
+    std::filesystem::create_symlink(elsewhere.path() / "graph", bundle.dir.path() / "level_1.onnx");
+    EXPECT_EQ(bundle.refusal(), "bundle " + bundle.dir.str() +
+                                    ": level_1.onnx is a symbolic link, not a file of the bundle; copy the file itself into the bundle "
+                                    "(cp -L) or re-export it");
+}
+
+TEST(Manifest, RefusesMissingFiles) {
+    BundleFixture bundle;
+    std::filesystem::remove(bundle.dir.path() / "level_1.onnx");
+    EXPECT_EQ(bundle.refusal(), "bundle " + bundle.dir.str() + " is missing level_1.onnx; copy the whole bundle again or re-export it");
+}
+
+TEST(Manifest, RefusesAlteredFiles) {
+    BundleFixture bundle;
+    write_file(bundle.dir.path() / "level_1.onnx", "abd");
+    EXPECT_EQ(bundle.refusal(), "bundle " + bundle.dir.str() +
+                                    ": level_1.onnx does not match its SHA-256 in manifest.json (altered or truncated); copy the whole "
+                                    "bundle again or re-export it");
+}
+
+TEST(Manifest, SkipsHashesWithoutVerify) {
+    BundleFixture bundle;
+    write_file(bundle.dir.path() / "level_1.onnx", "abd");
+    bundle.write();
+    EXPECT_NO_THROW(fastgen::kit::read_manifest(bundle.dir.str(), /*verify=*/false));
+}
+
+TEST(Manifest, ReadsEngineRecords) {
+    BundleFixture bundle;
+    write_file(bundle.dir.path() / "level_1.plan", "abc");
+    bundle.manifest["files"]["level_1.plan"] = kAbcSha256;
+    bundle.manifest["sites"][0]["engine"] = {{"file", "level_1.plan"}, {"flavour", "tensorrt_rtx"}, {"version", "1.7"},
+                                             {"compute_capabilities", {"8.6", "12.0"}}, {"profile", {{"min", 1}, {"opt", 2}, {"max", 8}}},
+                                             {"optimization_level", 3}, {"build_seconds", 1.5}, {"timing_cache", nullptr}};
+    bundle.write();
+    const Manifest manifest = fastgen::kit::read_manifest(bundle.dir.str());
+    ASSERT_TRUE(manifest.sites[0].engine.has_value());
+    EXPECT_EQ(manifest.sites[0].engine->profile.max, 8);
+    EXPECT_FALSE(manifest.sites[0].engine->profile.contains(9));
+    EXPECT_EQ(manifest.sites[0].engine->compute_capabilities.at(1), "12.0");
+}

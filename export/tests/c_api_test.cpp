@@ -1,0 +1,66 @@
+// The C API's boundary: statuses and messages instead of exceptions, and the 8-bit conversion.
+#include <gtest/gtest.h>
+
+#include <fastgen/fastgen.h>
+#include <fastgen/fastgen.hpp>
+
+#include <cmath>
+#include <string>
+
+#include "test_util.hpp"
+
+TEST(CApi, NullArgumentsAreErrorsNotCrashes) {
+    EXPECT_EQ(fastgen_open(nullptr, nullptr, nullptr), FASTGEN_ERROR_ARGUMENT);
+    EXPECT_EQ(std::string(fastgen_last_error()), "bundle must not be NULL");
+    fastgen_bundle* bundle = reinterpret_cast<fastgen_bundle*>(1);
+    EXPECT_EQ(fastgen_open(nullptr, nullptr, &bundle), FASTGEN_ERROR_ARGUMENT);
+    EXPECT_EQ(bundle, nullptr);
+    EXPECT_EQ(fastgen_sample(nullptr, 1, 0, nullptr, 0), FASTGEN_ERROR_ARGUMENT);
+    int64_t batch = 0;
+    EXPECT_EQ(fastgen_max_batch(nullptr, &batch), FASTGEN_ERROR_ARGUMENT);
+    fastgen_close(nullptr);
+}
+
+TEST(CApi, BadBundlesAndProvidersSayWhatToDo) {
+    fastgen::test::TempDir dir;
+    fastgen_bundle* bundle = nullptr;
+    EXPECT_EQ(fastgen_open(dir.str().c_str(), nullptr, &bundle), FASTGEN_ERROR_BUNDLE);
+    EXPECT_NE(std::string(fastgen_last_error()).find("is not a bundle (no manifest.json); make one with `fastgen export"), std::string::npos);
+    fastgen_options options;
+    fastgen_options_init(&options);
+    options.provider = "vulkan";
+    EXPECT_EQ(fastgen_open(dir.str().c_str(), &options, &bundle), FASTGEN_ERROR_ARGUMENT);
+    EXPECT_EQ(std::string(fastgen_last_error()), "unknown execution provider 'vulkan'; choose one of cpu, cuda, tensorrt, nv_tensorrt_rtx");
+    options.provider = "cpu";
+    options.threads = -1;
+    EXPECT_EQ(fastgen_open(dir.str().c_str(), &options, &bundle), FASTGEN_ERROR_ARGUMENT);
+}
+
+TEST(CApi, CppWrapperThrowsTheStatusAndMessage) {
+    try {
+        fastgen::Bundle bundle("/nonexistent/bundle");
+        FAIL() << "no exception";
+    } catch (const fastgen::Error& error) {
+        EXPECT_EQ(error.status(), FASTGEN_ERROR_BUNDLE);
+        EXPECT_NE(std::string(error.what()).find("/nonexistent/bundle is not a bundle"), std::string::npos);
+    }
+}
+
+TEST(CApi, EightBitIsNhwcRoundedAndClamped) {
+    // One image, 2 channels, 1×2 pixels; NCHW in.
+    const float images[] = {-1.0f, 1.0f, -2.0f, NAN};
+    uint8_t pixels[4] = {};
+    fastgen_images_to_u8(images, 1, 2, 1, 2, pixels);
+    EXPECT_EQ(pixels[0], 0);    // pixel 0, channel 0: -1 → 0
+    EXPECT_EQ(pixels[1], 0);    // pixel 0, channel 1: -2 → clamped
+    EXPECT_EQ(pixels[2], 255);  // pixel 1, channel 0: 1 → 255
+    EXPECT_EQ(pixels[3], 0);    // NaN → 0
+    const float middle[] = {-0.5f};  // (x + 1)·127.5 = 63.75 → 64
+    fastgen_images_to_u8(middle, 1, 1, 1, 1, pixels);
+    EXPECT_EQ(pixels[0], 64);
+}
+
+TEST(CApi, VersionAndFormat) {
+    EXPECT_STREQ(fastgen_version(), "0.1.0");
+    EXPECT_EQ(fastgen_bundle_format_version(), 2);
+}

@@ -1,0 +1,173 @@
+// The program interpreter: every op against the Python reference's fixtures (made at test time by
+// make_fixtures.py over the same fake sites), and the parser's refusals.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "error.hpp"
+#include "program.hpp"
+
+using fastgen::kit::Failure;
+using fastgen::kit::Program;
+using fastgen::kit::SiteFunction;
+using fastgen::kit::Sites;
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::int64_t> shape_of(const json& program, const std::string& buffer) {
+    return program["buffers"][buffer].get<std::vector<std::int64_t>>();
+}
+
+// The fake sites of make_fixtures.py: a call site is 0.9 × nearest upsampling; a denoising site 0.5·x + 0.001·t.
+Sites fake_sites(const json& program) {
+    Sites sites;
+    for (const json& op : program["ops"]) {
+        if (op["op"] == "call") {
+            const auto in = shape_of(program, op["x"]), out = shape_of(program, op["out"]);
+            sites[op["site"]] = SiteFunction{{in}, out, [in, out](std::int64_t batch, const std::vector<const float*>& inputs, float* output) {
+                                                 const std::int64_t factor = out[2] / in[2];
+                                                 for (std::int64_t p = 0; p < batch * out[0]; ++p)
+                                                     for (std::int64_t y = 0; y < out[1]; ++y)
+                                                         for (std::int64_t x = 0; x < out[2]; ++x)
+                                                             output[(p * out[1] + y) * out[2] + x] =
+                                                                 0.9f * inputs[0][(p * in[1] + y / factor) * in[2] + x / factor];
+                                             }};
+        } else if (op["op"] == "denoise_chain") {
+            const auto shape = shape_of(program, op["x"]);
+            const std::int64_t per_image = shape[0] * shape[1] * shape[2];
+            sites[op["site"]] = SiteFunction{{shape, {}}, shape, [per_image](std::int64_t batch, const std::vector<const float*>& inputs, float* output) {
+                                                 for (std::int64_t i = 0; i < batch * per_image; ++i)
+                                                     output[i] = 0.5f * inputs[0][i] + 0.001f * inputs[1][i / per_image];
+                                             }};
+        }
+    }
+    return sites;
+}
+
+std::filesystem::path fixture_dir() {
+    const char* dir = std::getenv("FASTGEN_FIXTURE_DIR");
+    return dir ? dir : "";
+}
+
+json read_json(const std::filesystem::path& path) {
+    std::ifstream stream(path);
+    return json::parse(stream);
+}
+
+// A small valid program: noise, upsample, renoise.
+json small_program() {
+    return {{"format", "fastgen-program"},
+            {"version", 1},
+            {"buffers", {{"x", {1, 2, 2}}, {"y", {1, 4, 4}}}},
+            {"ops",
+             {{{"op", "noise"}, {"out", "x"}, {"scale", 1.0}, {"filter", nullptr}},
+              {{"op", "upsample"}, {"x", "x"}, {"out", "y"}},
+              {{"op", "renoise"}, {"x", "y"}, {"out", "y"}, {"signal", 0.5}, {"noise_scale", 0.5}}}},
+            {"output", "y"}};
+}
+
+std::string refusal(const json& program) {
+    try {
+        fastgen::kit::parse_program(program, "bundle/manifest.json", program.is_object() ? fake_sites(program) : Sites());
+    } catch (const Failure& failure) {
+        EXPECT_EQ(failure.status, FASTGEN_ERROR_BUNDLE);
+        return failure.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+class PythonFixture : public testing::TestWithParam<const char*> {};
+
+TEST_P(PythonFixture, EqualsThePythonInterpreter) {
+    const std::filesystem::path dir = fixture_dir();
+    if (dir.empty()) GTEST_SKIP() << "FASTGEN_FIXTURE_DIR is not set (ctest runs make_fixtures.py first)";
+    const json fixture = read_json(dir / (std::string(GetParam()) + ".json"));
+    const json& data = fixture["program"];
+    const Sites sites = fake_sites(data);
+    const Program program = fastgen::kit::parse_program(data, GetParam(), sites);
+    const std::int64_t batch = fixture["batch"];
+    std::int64_t count = batch;
+    for (std::int64_t size : fastgen::kit::output_shape(program)) count *= size;
+    std::vector<float> expected(static_cast<std::size_t>(count)), got(expected.size());
+    std::ifstream raw(dir / (std::string(GetParam()) + ".f32"), std::ios::binary);
+    raw.read(reinterpret_cast<char*>(expected.data()), static_cast<std::streamsize>(expected.size() * sizeof(float)));
+    ASSERT_TRUE(raw) << "fixture output is shorter than the program's output";
+    fastgen::kit::run_program(program, sites, batch, fixture["seed"].get<std::uint64_t>(), got.data());
+    double worst = 0.0, scale = 0.0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        worst = std::max(worst, std::abs(static_cast<double>(got[i]) - expected[i]));
+        scale = std::max(scale, std::abs(static_cast<double>(expected[i])));
+    }
+    EXPECT_GT(scale, 0.1) << "the fixture's output is ~0: the comparison would prove little";
+    EXPECT_LE(worst, 1e-5 * std::max(1.0, scale)) << GetParam() << ": max abs difference " << worst << " (output scale " << scale << ")";
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, PythonFixture,
+                         testing::Values("udpm_box", "udpm_gaussian", "ddpm_ancestral", "ddim_clip", "blur_fourier", "blur_dct", "pddpm",
+                                         "udpm_posterior_gamma3", "dct_noise_upsample_renoise"));
+
+TEST(Program, SameSeedSameImagesAndBatchPrefixesAgree) {
+    const json data = small_program();
+    const Sites sites;
+    const Program program = fastgen::kit::parse_program(data, "test", sites);
+    std::vector<float> one(16), three(48), again(48), other(48);
+    fastgen::kit::run_program(program, sites, 1, 7, one.data());
+    fastgen::kit::run_program(program, sites, 3, 7, three.data());
+    fastgen::kit::run_program(program, sites, 3, 7, again.data());
+    fastgen::kit::run_program(program, sites, 3, 8, other.data());
+    EXPECT_EQ(three, again);
+    EXPECT_NE(three, other);
+    EXPECT_TRUE(std::equal(one.begin(), one.end(), three.begin()));  // image b does not depend on the batch size
+}
+
+TEST(Program, RefusesWhatItDoesNotKnow) {
+    json program = small_program();
+    program["version"] = 2;
+    EXPECT_EQ(refusal(program), "bundle/manifest.json: the program's version 2 is newer than this kit reads (1); update the fastgen kit, "
+                                "or re-export with this fastgen");
+    program = small_program();
+    program["ops"][1]["op"] = "sharpen";
+    EXPECT_NE(refusal(program).find("op 1 (sharpen) is of unknown kind \"sharpen\""), std::string::npos);
+    program = small_program();
+    program["ops"][2]["gain"] = 2;
+    EXPECT_EQ(refusal(program), "bundle/manifest.json: op 2 (renoise) has an unknown field \"gain\"; re-export the bundle with this fastgen");
+    program = small_program();
+    program["ops"][0].erase("scale");
+    EXPECT_EQ(refusal(program), "bundle/manifest.json: op 0 (noise) has no field \"scale\"; re-export the bundle with this fastgen");
+    program = small_program();
+    program["extra"] = 1;
+    EXPECT_NE(refusal(program).find("the program has an unknown field \"extra\""), std::string::npos);
+    EXPECT_NE(refusal(json()).find("has no sampling program; re-export the bundle"), std::string::npos);
+}
+
+TEST(Program, RefusesShapesThatDoNotFit) {
+    json program = small_program();
+    program["buffers"]["y"] = {1, 4, 5};
+    EXPECT_NE(refusal(program).find("op 1 (upsample) out is [1, 4, 5], expected [1, 4, 4]"), std::string::npos);
+    program = small_program();
+    program["ops"][0]["filter"] = {{"basis", "fourier"}, {"values", {{1.0, 1.0}}}};  // [1][2], expected [2][2]
+    EXPECT_NE(refusal(program).find("field \"values\" must be a [2][2] array"), std::string::npos);
+    program = small_program();
+    program["ops"][1]["x"] = "y";
+    EXPECT_NE(refusal(program).find("reads buffer \"y\" before any op wrote it"), std::string::npos);
+    program = small_program();
+    program["ops"][1]["x"] = "nowhere";
+    EXPECT_NE(refusal(program).find("names buffer \"nowhere\", which the program does not declare"), std::string::npos);
+}
+
+TEST(Program, RefusesSitesTheBundleDoesNotHave) {
+    json program = small_program();
+    program["ops"][1] = {{"op", "call"}, {"site", "level_1"}, {"x", "x"}, {"out", "y"}};
+    try {
+        fastgen::kit::parse_program(program, "m", Sites());
+        FAIL() << "no refusal";
+    } catch (const Failure& failure) {
+        EXPECT_NE(std::string(failure.what()).find("calls site \"level_1\", which the bundle does not have"), std::string::npos);
+    }
+}
