@@ -117,7 +117,8 @@ fastgen_status fastgen_open(const char* path, const fastgen_options* options, fa
             for (const TensorSpec& input : record.inputs) function.inputs.push_back(input.shape);
             opened->sites[record.name] = std::move(function);
         }
-        opened->program = parse_program(opened->manifest.program, opened->manifest.path_of(kManifestFile), opened->sites);
+        const Manifest& manifest = opened->manifest;
+        opened->program = parse_program(read_program_json(manifest), manifest.path_of(manifest.program), opened->sites);
         *bundle = opened.release();
     });
 }

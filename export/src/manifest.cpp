@@ -124,7 +124,7 @@ Manifest parse_manifest(const std::string& directory, const std::string& source,
         }
         manifest.model = field(data, "model");
         manifest.constants = field(data, "constants");
-        manifest.program = data.contains("program") ? data["program"] : json();
+        manifest.program = data.contains("program") ? string_field(data, "program") : kProgramFile;
     } catch (const Malformed& malformed) {
         bundle_error(source + ": manifest is malformed (" + malformed.what + "); re-export the bundle");
     } catch (const json::exception& error) {
@@ -152,6 +152,7 @@ Manifest read_manifest(const std::string& directory_argument, bool verify) {
 void verify_files(const Manifest& manifest) {
     const std::string& directory = manifest.directory;
     std::set<std::string> unlisted;
+    if (!manifest.files.count(manifest.program)) unlisted.insert(manifest.program);
     for (const SiteRecord& site : manifest.sites) {
         if (!manifest.files.count(site.file)) unlisted.insert(site.file);
         if (site.engine && !manifest.files.count(site.engine->file)) unlisted.insert(site.engine->file);
@@ -178,6 +179,17 @@ void verify_files(const Manifest& manifest) {
             bundle_error("bundle " + directory + ": " + name + " does not match its SHA-256 in " + kManifestFile +
                          " (altered or truncated); copy the whole bundle again or re-export it");
     }
+}
+
+json read_program_json(const Manifest& manifest) {
+    const std::string path = manifest.path_of(manifest.program);
+    std::ifstream stream(path, std::ios::binary);
+    std::stringstream text;
+    text << stream.rdbuf();
+    if (!stream) bundle_error("bundle " + manifest.directory + ": cannot read its program " + manifest.program + "; re-export the bundle");
+    const json program = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+    if (program.is_discarded()) bundle_error("program is not valid JSON (" + path + "); re-export the bundle");
+    return program;
 }
 
 }  // namespace fastgen::kit

@@ -13,8 +13,9 @@
 namespace fastgen::kit {
 
 inline constexpr const char* kFormat = "fastgen-bundle";
-inline constexpr int kFormatVersion = 2;  // 2: the manifest carries the sampling program
+inline constexpr int kFormatVersion = 2;  // 2: the sampling program (program.json)
 inline constexpr const char* kManifestFile = "manifest.json";
+inline constexpr const char* kProgramFile = "program.json";  // the default name of the program file
 
 struct BatchRange {
     std::int64_t min = 1, opt = 1, max = 1;
@@ -46,7 +47,8 @@ struct Manifest {
     BatchRange batch;
     std::vector<SiteRecord> sites;
     std::map<std::string, std::string> files;  // file name → SHA-256
-    nlohmann::json model, constants, program;
+    std::string program;                       // the file holding the sampling program (export/PROGRAM.md)
+    nlohmann::json model, constants;
 
     const SiteRecord& site(const std::string& name) const;
     std::string path_of(const std::string& file) const { return directory + "/" + file; }
@@ -57,5 +59,7 @@ Manifest parse_manifest(const std::string& directory, const std::string& source,
 // Reads DIRECTORY/manifest.json; with `verify`, every listed file must be a plain file of the bundle with its SHA-256.
 Manifest read_manifest(const std::string& directory, bool verify = true);
 void verify_files(const Manifest& manifest);
+// The bundle's sampling program as JSON (its file was hashed by verify_files).
+nlohmann::json read_program_json(const Manifest& manifest);
 
 }  // namespace fastgen::kit

@@ -27,6 +27,7 @@ struct BundleFixture {
 
     BundleFixture() {
         write_file(dir.path() / "level_1.onnx", "abc");
+        write_file(dir.path() / "program.json", R"({"format": "fastgen-program"})");
         manifest = {{"format", "fastgen-bundle"},
                     {"format_version", 2},
                     {"family", "udpm"},
@@ -43,8 +44,9 @@ struct BundleFixture {
                     {"source", json::object()},
                     {"onnx", json::object()},
                     {"fastgen_version", "0.1.0"},
-                    {"files", {{"level_1.onnx", kAbcSha256}}},
-                    {"program", {{"format", "fastgen-program"}}}};
+                    {"files", {{"level_1.onnx", kAbcSha256},
+                               {"program.json", fastgen::kit::sha256_file((dir.path() / "program.json").string())}}},
+                    {"program", "program.json"}};
     }
     void write() const { write_file(dir.path() / "manifest.json", manifest.dump()); }
     // The message read_manifest fails with (empty when it succeeds).
@@ -82,7 +84,8 @@ TEST(Manifest, ReadsAValidBundle) {
     EXPECT_EQ(manifest.site("level_1").output.shape, (std::vector<std::int64_t>{3, 16, 16}));
     EXPECT_EQ(manifest.site("level_1").inputs.at(0).dtype, "float32");
     EXPECT_FALSE(manifest.sites[0].engine.has_value());
-    EXPECT_EQ(manifest.program["format"], "fastgen-program");
+    EXPECT_EQ(manifest.program, "program.json");
+    EXPECT_EQ(fastgen::kit::read_program_json(manifest)["format"], "fastgen-program");
     EXPECT_THROW(manifest.site("level_9"), Failure);
 }
 
@@ -143,10 +146,11 @@ TEST(Manifest, RefusesBadBatchRanges) {
     EXPECT_EQ(bundle.refusal(), "batch must be three integers 1 ≤ min ≤ opt ≤ max, got (4, 2, 8)");
 }
 
-TEST(Manifest, RefusesSiteFilesWithoutHash) {
+TEST(Manifest, RefusesSiteAndProgramFilesWithoutHash) {
     BundleFixture bundle;
     bundle.manifest["files"] = json::object();
-    EXPECT_EQ(bundle.refusal(), "bundle " + bundle.dir.str() + ": manifest lists no hash for level_1.onnx; re-export the bundle");
+    EXPECT_EQ(bundle.refusal(),
+              "bundle " + bundle.dir.str() + ": manifest lists no hash for level_1.onnx, program.json; re-export the bundle");
 }
 
 TEST(Manifest, RefusesPathsOutOfTheBundle) {
