@@ -155,6 +155,17 @@ def save_latents(latents: Any, path: str | Path) -> Path:
     return path
 
 
+def save_raw_images(images: Tensor, path: str | Path) -> Path:
+    """Write ``images`` [N, C, H, W] as a float32 NumPy ``.npy`` file: the raw values, unquantised (the C++ kit's
+    ``fastgen-cpp-sample --npy`` writes the same layout)."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, images.detach().float().cpu().numpy())
+    return path
+
+
 def load_latents(path: str | Path) -> Any:
     """Read latents written by :func:`save_latents` (to replay, perturb or swap them)."""
     import pickle

@@ -89,7 +89,7 @@ def sample(
     checkpoint: Path = typer.Argument(..., help="A checkpoint directory, or a run directory (its latest checkpoint).", exists=True),
     n: int = typer.Option(64, "--n", help="Number of images."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same images."),
-    out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write."),
+    out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write; a path ending in .npy gets the raw float32 images [N, C, H, W] instead."),
     nrow: int = typer.Option(8, "--nrow", help="Images per row of the grid."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1 …"),
     weights: str = typer.Option("ema", "--weights", help="ema (default) or model (the raw, non-averaged weights)."),
@@ -136,6 +136,9 @@ def sample(
             console.print(f"latents: {save_latents}")
     else:
         images = api.sample(model, n, seed=seed, progress=True, **options)
+    if out.suffix == ".npy":
+        console.print(f"{images.shape[0]} images → {api.save_raw_images(images, out)}")
+        return
     from torch.nn.functional import interpolate as resize
 
     zoom = zoom or max(1, -(-64 // images.shape[-1]))

@@ -46,13 +46,14 @@ RTX = rtx_or_none()
 needs_rtx = pytest.mark.skipif(RTX is None, reason="tensorrt_rtx does not import here (pip install tensorrt-rtx-cu13)")
 
 
-def random_checkpoint(family: str, run_dir: Path, seed: int = 0) -> Path:
-    """A checkpoint of ``train/<family>_tiny.toml`` with jittered fresh weights.
+def random_checkpoint(family: str, run_dir: Path, seed: int = 0, overrides: tuple[str, ...] = ()) -> Path:
+    """A checkpoint of ``train/<family>_tiny.toml`` (with ``--set`` ``overrides``) with jittered fresh weights.
 
     Fresh UNets end in a 1e-5-scaled conv, so their outputs are ~1e-5; the jitter makes outputs O(1), so that
     graph-vs-torch and sampling comparisons measure something.
     """
-    family_obj = build_family(model_config_from_recipe(load_recipe(ROOT / "train" / f"{family}_tiny.toml").sections))
+    recipe = load_recipe(ROOT / "train" / f"{family}_tiny.toml", overrides)
+    family_obj = build_family(model_config_from_recipe(recipe.sections))
     torch.manual_seed(seed)
     model = family_obj.build_networks()["model"]
     with torch.no_grad():

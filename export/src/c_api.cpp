@@ -57,16 +57,8 @@ std::int64_t image_elements(const fastgen_bundle* bundle) {
     return count;
 }
 
-// Engines take only the batch sizes of their optimisation profile (fastgen.runtime.check_site_inputs's refusal).
-void check_batch(const fastgen_bundle* bundle, std::int64_t n) {
-    if (bundle->runtime.provider != Provider::tensorrt && bundle->runtime.provider != Provider::nv_tensorrt_rtx) return;
-    for (const SiteRecord& site : bundle->manifest.sites) {
-        const BatchRange range = site.engine ? site.engine->profile : bundle->manifest.batch;
-        if (!range.contains(n))
-            argument_error("batch " + std::to_string(n) + " is outside the engine profile " + std::to_string(range.min) + " … " +
-                           std::to_string(range.max) + " of site " + site.name +
-                           "; sample in batches within it, or re-export with --batch MIN,OPT,MAX covering it");
-    }
+bool runs_engines(const fastgen_bundle* bundle) {
+    return bundle->runtime.provider == Provider::tensorrt || bundle->runtime.provider == Provider::nv_tensorrt_rtx;
 }
 
 void sample_into(fastgen_bundle* bundle, std::int64_t n, std::uint64_t seed, float* images, std::size_t count) {
@@ -76,7 +68,7 @@ void sample_into(fastgen_bundle* bundle, std::int64_t n, std::uint64_t seed, flo
     const auto needed = static_cast<std::size_t>(n * image_elements(bundle));
     if (count < needed)
         argument_error("the buffer holds " + std::to_string(count) + " values; " + std::to_string(n) + " images need " + std::to_string(needed));
-    check_batch(bundle, n);
+    if (runs_engines(bundle)) check_engine_batch(bundle->manifest, n);
     run_program(bundle->program, bundle->sites, n, seed, images);
 }
 
@@ -145,8 +137,7 @@ fastgen_status fastgen_max_batch(const fastgen_bundle* bundle, int64_t* max_batc
     return guarded([&] {
         require(bundle, "bundle");
         require(max_batch, "max_batch");
-        const bool engines = bundle->runtime.provider == Provider::tensorrt || bundle->runtime.provider == Provider::nv_tensorrt_rtx;
-        *max_batch = engines ? bundle->manifest.batch.max : 0;
+        *max_batch = runs_engines(bundle) ? bundle->manifest.batch.max : 0;
     });
 }
 

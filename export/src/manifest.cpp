@@ -181,6 +181,16 @@ void verify_files(const Manifest& manifest) {
     }
 }
 
+void check_engine_batch(const Manifest& manifest, std::int64_t batch) {
+    for (const SiteRecord& site : manifest.sites) {
+        const BatchRange range = site.engine ? site.engine->profile : manifest.batch;
+        if (!range.contains(batch))
+            argument_error("batch " + std::to_string(batch) + " is outside the engine profile " + std::to_string(range.min) + " … " +
+                           std::to_string(range.max) + " of site " + site.name +
+                           "; sample in batches within it, or re-export with --batch MIN,OPT,MAX covering it");
+    }
+}
+
 json read_program_json(const Manifest& manifest) {
     const std::string path = manifest.path_of(manifest.program);
     std::ifstream stream(path, std::ios::binary);

@@ -59,6 +59,9 @@ Manifest parse_manifest(const std::string& directory, const std::string& source,
 // Reads DIRECTORY/manifest.json; with `verify`, every listed file must be a plain file of the bundle with its SHA-256.
 Manifest read_manifest(const std::string& directory, bool verify = true);
 void verify_files(const Manifest& manifest);
+// Engines take only the batch sizes of their optimisation profile (fastgen.runtime.check_site_inputs's refusal):
+// throws Failure(ARGUMENT) when `batch` is outside a site engine's profile (sites without engines: the bundle's range).
+void check_engine_batch(const Manifest& manifest, std::int64_t batch);
 // The bundle's sampling program as JSON (its file was hashed by verify_files).
 nlohmann::json read_program_json(const Manifest& manifest);
 

@@ -166,6 +166,16 @@ Provider provider_from_name(const std::string& name) {
 
 bool provider_is_gpu(Provider provider) { return provider != Provider::cpu; }
 
+std::string provider_name(Provider provider) {
+    switch (provider) {
+        case Provider::cpu: return "cpu";
+        case Provider::cuda: return "cuda";
+        case Provider::tensorrt: return "tensorrt";
+        case Provider::nv_tensorrt_rtx: return "nv_tensorrt_rtx";
+    }
+    return "?";
+}
+
 std::string onnxruntime_version(const std::string& requested) {
     return load_library(requested).base->GetVersionString();
 }
@@ -186,8 +196,9 @@ Site::Site(const Manifest& manifest, const SiteRecord& record, const RuntimeOpti
     for (const TensorSpec& spec : record.inputs)
         state_->input_types.push_back(element_type(spec.dtype, "input " + spec.name + " of site " + record.name));
     state_->output_type = element_type(record.output.dtype, "output of site " + record.name);
+    Ort::SessionOptions session_options{nullptr};
     try {
-        Ort::SessionOptions session_options;
+        session_options = Ort::SessionOptions();
         if (options.threads > 0) session_options.SetIntraOpNumThreads(options.threads);
         const std::string device = std::to_string(options.device);
         switch (options.provider) {
@@ -206,6 +217,13 @@ Site::Site(const Manifest& manifest, const SiteRecord& record, const RuntimeOpti
             }
             case Provider::nv_tensorrt_rtx: append_nv_tensorrt_rtx(*lib.env, session_options, options.device); break;
         }
+    } catch (const Ort::Exception& error) {
+        std::string message = error.what();
+        runtime_error("execution provider " + provider_name(options.provider) + " is not available in ONNX Runtime " +
+                      lib.base->GetVersionString() + " (" + message.substr(0, message.find('\n')).substr(0, 200) +
+                      "); install an ONNX Runtime with it (e.g. pip install onnxruntime-gpu) or use provider cpu");
+    }
+    try {
         state_->session = Ort::Session(*lib.env, path.c_str(), session_options);
         state_->memory = provider_is_gpu(options.provider)
                              ? Ort::MemoryInfo("Cuda", OrtDeviceAllocator, options.device, OrtMemTypeDefault)

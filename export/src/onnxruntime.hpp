@@ -15,6 +15,7 @@ namespace fastgen::kit {
 enum class Provider { cpu, cuda, tensorrt, nv_tensorrt_rtx };
 Provider provider_from_name(const std::string& name);  // throws Failure(ARGUMENT) naming the choices
 bool provider_is_gpu(Provider provider);
+std::string provider_name(Provider provider);
 
 struct RuntimeOptions {
     Provider provider = Provider::cpu;

@@ -208,3 +208,21 @@ TEST(Manifest, ReadsEngineRecords) {
     EXPECT_FALSE(manifest.sites[0].engine->profile.contains(9));
     EXPECT_EQ(manifest.sites[0].engine->compute_capabilities.at(1), "12.0");
 }
+
+TEST(Manifest, EngineProfilesLimitTheBatch) {
+    BundleFixture bundle;
+    bundle.write();
+    Manifest manifest = fastgen::kit::read_manifest(bundle.dir.str());
+    EXPECT_NO_THROW(fastgen::kit::check_engine_batch(manifest, 4));
+    try {
+        fastgen::kit::check_engine_batch(manifest, 5);
+        FAIL() << "no refusal";
+    } catch (const Failure& failure) {
+        EXPECT_EQ(failure.status, FASTGEN_ERROR_ARGUMENT);
+        EXPECT_EQ(std::string(failure.what()), "batch 5 is outside the engine profile 1 … 4 of site level_1; sample in batches within it, "
+                                               "or re-export with --batch MIN,OPT,MAX covering it");
+    }
+    manifest.sites[0].engine = fastgen::kit::EngineRecord{"level_1.plan", "tensorrt", "10.0", {"9.0"}, {2, 2, 2}};
+    EXPECT_THROW(fastgen::kit::check_engine_batch(manifest, 1), Failure);
+    EXPECT_NO_THROW(fastgen::kit::check_engine_batch(manifest, 2));
+}

@@ -1,0 +1,164 @@
+"""The C++ kit (export/): built once per session with the README's commands; for a tiny bundle of every family
+(both UDPM kernels, both blur bases), `fastgen-cpp-sample --npy` equals `fastgen sample BUNDLE --out .npy` for the
+same seed; bad bundles get Python's refusals; the installed package builds and runs a consumer project."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_export import random_checkpoint
+
+from fastgen import api
+from fastgen.errors import FastgenError
+from fastgen.export import export_bundle
+from fastgen.runtime import load_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build" / "export"
+SAMPLE = BUILD / "fastgen-cpp-sample"
+CASES = {  # bundle name: (family, recipe overrides)
+    "udpm_box": ("udpm", ()),
+    "udpm_gaussian": ("udpm", ("diffusion.kernel=gaussian",)),
+    "ddpm": ("ddpm", ("diffusion.num_steps=100",)),
+    "blur_fourier": ("blur", ("diffusion.num_steps=50",)),
+    "blur_dct": ("blur", ("diffusion.num_steps=50", "diffusion.basis=dct")),
+    "pddpm": ("pddpm", ("diffusion.num_steps=200", "diffusion.t_f=20", "diffusion.t_s=20")),
+}
+
+
+def _run(*command: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def kit() -> Path:
+    """The README's build: cmake -S export -B build/export && cmake --build build/export -j2 (incremental)."""
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed (./setup.sh installs the kit's Debian packages)")
+    if not (ROOT / ".deps" / "onnxruntime" / "include" / "onnxruntime_cxx_api.h").is_file():
+        pytest.skip("ONNX Runtime headers are missing from .deps/ (run ./setup.sh)")
+    for command in (("cmake", "-S", "export", "-B", BUILD), ("cmake", "--build", BUILD, "-j2")):
+        result = _run(*command)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return SAMPLE
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cppkit")
+    result = {}
+    for name, (family, overrides) in CASES.items():
+        checkpoint = random_checkpoint(family, root / f"{name}_run", seed=2, overrides=overrides)
+        result[name] = export_bundle(checkpoint, root / f"{name}_bundle", batch=(1, 2, 4)).bundle
+    return result
+
+
+def cpp_sample(kit: Path, bundle: Path, out: Path, *options: str) -> subprocess.CompletedProcess:
+    return _run(kit, bundle, "--out", out.with_suffix(".png"), "--npy", out, "--threads", "1", *options)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_cpp_samples_equal_python(kit: Path, bundles: dict[str, Path], name: str, tmp_path: Path) -> None:
+    bundle = bundles[name]
+    result = cpp_sample(kit, bundle, tmp_path / "cpp.npy", "--n", "3", "--seed", "11")
+    assert result.returncode == 0, result.stderr
+    from_cpp = np.load(tmp_path / "cpp.npy")
+    from_python = api.sample(load_bundle(bundle), 3, seed=11).numpy()
+    assert from_cpp.shape == from_python.shape and from_cpp.dtype == np.float32
+    assert np.abs(from_python).max() > 0.1  # the comparison can fail
+    difference = np.abs(from_cpp - from_python).max()
+    assert difference <= 1e-5, f"{name}: C++ vs Python max abs difference {difference:.2e}"
+    other_seed = cpp_sample(kit, bundle, tmp_path / "other.npy", "--n", "3", "--seed", "12")
+    assert other_seed.returncode == 0 and np.abs(np.load(tmp_path / "other.npy") - from_cpp).max() > 1e-2
+    assert (tmp_path / "cpp.png").stat().st_size > 0
+
+
+def test_fastgen_sample_writes_the_same_raw_images(kit: Path, bundles: dict[str, Path], tmp_path: Path) -> None:
+    bundle = bundles["udpm_box"]
+    python = _run(sys.executable, "-m", "fastgen", "sample", bundle, "--n", "4", "--seed", "3", "--out", tmp_path / "py.npy")
+    assert python.returncode == 0, python.stderr
+    cpp = cpp_sample(kit, bundle, tmp_path / "cpp.npy", "--n", "4", "--seed", "3")
+    assert cpp.returncode == 0, cpp.stderr
+    assert np.abs(np.load(tmp_path / "py.npy") - np.load(tmp_path / "cpp.npy")).max() <= 1e-5
+
+
+def _python_refusal(bundle: Path) -> str:
+    with pytest.raises(FastgenError) as error:
+        load_bundle(bundle)
+    return str(error.value)
+
+
+def _cpp_refusal(kit: Path, bundle: Path, tmp_path: Path) -> str:
+    result = cpp_sample(kit, bundle, tmp_path / "refused.npy")
+    assert result.returncode == 1 and result.stderr.startswith("error: "), result.stderr
+    return result.stderr.removeprefix("error: ").strip()
+
+
+def _altered(bundle: Path) -> None:
+    with open(bundle / "level_1.onnx", "ab") as file:
+        file.write(b"\0")
+
+
+def _missing(bundle: Path) -> None:
+    (bundle / "level_2.onnx").unlink()
+
+
+def _linked(bundle: Path) -> None:
+    (bundle / "level_1.onnx").rename(bundle.parent / "elsewhere.onnx")
+    (bundle / "level_1.onnx").symlink_to(bundle.parent / "elsewhere.onnx")
+
+
+def _version_1(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _escaping(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["../level_1.onnx"] = manifest["files"]["level_1.onnx"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage", [_altered, _missing, _version_1, _escaping, _linked], ids=lambda f: f.__name__.strip("_"))
+def test_bad_bundles_get_pythons_refusals(kit: Path, bundles: dict[str, Path], tmp_path: Path, damage) -> None:
+    bundle = Path(shutil.copytree(bundles["udpm_box"], tmp_path / "bundle"))
+    damage(bundle)
+    cpp = _cpp_refusal(kit, bundle, tmp_path)
+    if damage is _linked:  # Python follows links; the kit refuses them (a bundle holds its files itself)
+        assert cpp.endswith("level_1.onnx is a symbolic link, not a file of the bundle; copy the file itself into the bundle "
+                            "(cp -L) or re-export it")  # fmt: skip
+        return
+    python = _python_refusal(bundle)
+    assert cpp == python or cpp.endswith(": " + python), f"C++: {cpp}\nPython: {python}"
+
+
+def test_engine_profile_limits_the_batch_for_tensorrt_providers(kit: Path, bundles: dict[str, Path], tmp_path: Path) -> None:
+    result = cpp_sample(kit, bundles["ddpm"], tmp_path / "x.npy", "--n", "5", "--provider", "tensorrt", "--no-verify")
+    assert result.returncode == 1
+    # An ONNX Runtime without the TensorRT provider (the CPU wheel) says so; where it opens, the batch is refused.
+    assert ("batch 5 is outside the engine profile 1 … 4" in result.stderr
+            or "execution provider tensorrt is not available" in result.stderr), result.stderr
+
+
+def test_installed_package_builds_a_consumer(kit: Path, bundles: dict[str, Path], tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    install = _run("cmake", "--install", BUILD, "--prefix", prefix)
+    assert install.returncode == 0, install.stderr
+    assert (prefix / "include" / "fastgen" / "fastgen.h").is_file()
+    consumer = tmp_path / "consumer"
+    for command in (("cmake", "-S", ROOT / "export" / "consumer", "-B", consumer, f"-DCMAKE_PREFIX_PATH={prefix}"),
+                    ("cmake", "--build", consumer, "-j2")):  # fmt: skip
+        result = _run(*command)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    outputs = [_run(consumer / program, bundles["udpm_box"]) for program in ("consumer_c", "consumer_cpp")]
+    for output in outputs:
+        assert output.returncode == 0, output.stderr
+        assert output.stdout.startswith("udpm 1x16x16 mean ")
+    assert float(outputs[0].stdout.split()[-1]) == pytest.approx(float(outputs[1].stdout.split()[-1]), abs=1e-5)
