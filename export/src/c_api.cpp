@@ -1,5 +1,5 @@
 // The C boundary: every entry point catches everything, stores the message for fastgen_last_error and returns
-// a status. The bundle object ties the manifest, its program and the opened sites together.
+// a status. The handle is an opened Session.
 #include <fastgen/fastgen.h>
 
 #include <cmath>
@@ -8,18 +8,12 @@
 #include <string>
 
 #include "error.hpp"
-#include "manifest.hpp"
-#include "onnxruntime.hpp"
-#include "program.hpp"
+#include "session.hpp"
 
 using namespace fastgen::kit;
 
 struct fastgen_bundle {
-    Manifest manifest;
-    RuntimeOptions runtime;
-    std::vector<std::unique_ptr<Site>> opened;
-    Sites sites;
-    Program program;
+    std::unique_ptr<Session> session;
     std::vector<float> images;  // fastgen_sample_u8's float images
 };
 
@@ -51,25 +45,14 @@ void require(const void* pointer, const char* what) {
     if (pointer == nullptr) argument_error(std::string(what) + " must not be NULL");
 }
 
-std::int64_t image_elements(const fastgen_bundle* bundle) {
-    std::int64_t count = 1;
-    for (std::int64_t size : output_shape(bundle->program)) count *= size;
-    return count;
-}
-
-bool runs_engines(const fastgen_bundle* bundle) {
-    return bundle->runtime.provider == Provider::tensorrt || bundle->runtime.provider == Provider::nv_tensorrt_rtx;
-}
-
 void sample_into(fastgen_bundle* bundle, std::int64_t n, std::uint64_t seed, float* images, std::size_t count) {
     require(bundle, "bundle");
     require(images, "images");
     if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
-    const auto needed = static_cast<std::size_t>(n * image_elements(bundle));
+    const auto needed = static_cast<std::size_t>(n * bundle->session->image_elements());
     if (count < needed)
         argument_error("the buffer holds " + std::to_string(count) + " values; " + std::to_string(n) + " images need " + std::to_string(needed));
-    if (runs_engines(bundle)) check_engine_batch(bundle->manifest, n);
-    run_program(bundle->program, bundle->sites, n, seed, images);
+    bundle->session->sample(n, seed, images);
 }
 
 }  // namespace
@@ -94,23 +77,13 @@ fastgen_status fastgen_open(const char* path, const fastgen_options* options, fa
         fastgen_options_init(&defaults);
         const fastgen_options& chosen = options != nullptr ? *options : defaults;
         if (chosen.threads < 0) argument_error("threads must be ≥ 0 (0: ONNX Runtime's default), got " + std::to_string(chosen.threads));
+        RuntimeOptions runtime;
+        runtime.provider = provider_from_name(chosen.provider != nullptr ? chosen.provider : "cpu");
+        runtime.threads = chosen.threads;
+        runtime.device = chosen.device;
+        runtime.library = chosen.onnxruntime_library != nullptr ? chosen.onnxruntime_library : "";
         auto opened = std::make_unique<fastgen_bundle>();
-        opened->runtime.provider = provider_from_name(chosen.provider != nullptr ? chosen.provider : "cpu");
-        opened->runtime.threads = chosen.threads;
-        opened->runtime.device = chosen.device;
-        opened->runtime.library = chosen.onnxruntime_library != nullptr ? chosen.onnxruntime_library : "";
-        opened->manifest = read_manifest(path, chosen.verify != 0);
-        for (const SiteRecord& record : opened->manifest.sites) {
-            opened->opened.push_back(std::make_unique<Site>(opened->manifest, record, opened->runtime));
-            Site* site = opened->opened.back().get();
-            SiteFunction function{{}, record.output.shape, [site](std::int64_t batch, const std::vector<const float*>& inputs, float* output) {
-                                      site->run(batch, inputs, output);
-                                  }};
-            for (const TensorSpec& input : record.inputs) function.inputs.push_back(input.shape);
-            opened->sites[record.name] = std::move(function);
-        }
-        const Manifest& manifest = opened->manifest;
-        opened->program = parse_program(read_program_json(manifest), manifest.path_of(manifest.program), opened->sites);
+        opened->session = Session::open(path, runtime, chosen.verify != 0);
         *bundle = opened.release();
     });
 }
@@ -122,22 +95,22 @@ const char* fastgen_last_error(void) { return last_error.c_str(); }
 fastgen_status fastgen_image_shape(const fastgen_bundle* bundle, int64_t* channels, int64_t* height, int64_t* width) {
     return guarded([&] {
         require(bundle, "bundle");
-        const std::vector<std::int64_t>& shape = output_shape(bundle->program);
+        const std::vector<std::int64_t>& shape = output_shape(bundle->session->program);
         if (channels) *channels = shape[0];
         if (height) *height = shape[1];
         if (width) *width = shape[2];
     });
 }
 
-const char* fastgen_family(const fastgen_bundle* bundle) { return bundle ? bundle->manifest.family.c_str() : ""; }
+const char* fastgen_family(const fastgen_bundle* bundle) { return bundle ? bundle->session->manifest.family.c_str() : ""; }
 
-const char* fastgen_precision(const fastgen_bundle* bundle) { return bundle ? bundle->manifest.precision.c_str() : ""; }
+const char* fastgen_precision(const fastgen_bundle* bundle) { return bundle ? bundle->session->manifest.precision.c_str() : ""; }
 
 fastgen_status fastgen_max_batch(const fastgen_bundle* bundle, int64_t* max_batch) {
     return guarded([&] {
         require(bundle, "bundle");
         require(max_batch, "max_batch");
-        *max_batch = runs_engines(bundle) ? bundle->manifest.batch.max : 0;
+        *max_batch = bundle->session->runs_engines() ? bundle->session->manifest.batch.max : 0;
     });
 }
 
@@ -149,7 +122,7 @@ fastgen_status fastgen_sample_u8(fastgen_bundle* bundle, int64_t n, uint64_t see
     return guarded([&] {
         require(bundle, "bundle");
         require(pixels, "pixels");
-        const std::vector<std::int64_t>& shape = output_shape(bundle->program);
+        const std::vector<std::int64_t>& shape = output_shape(bundle->session->program);
         const std::int64_t channels = shape[0], plane = shape[1] * shape[2];
         if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
         const auto needed = static_cast<std::size_t>(n * channels * plane);

@@ -275,30 +275,4 @@ void Site::run(std::int64_t batch, const std::vector<const float*>& inputs, floa
     }
 }
 
-void Site::run_device(std::int64_t batch, const std::vector<const void*>& inputs, void* output) {
-    try {
-        Ort::IoBinding binding(state_->session);
-        std::vector<Ort::Value> values;
-        for (std::size_t i = 0; i < inputs.size(); ++i) {
-            const TensorSpec& spec = record_.inputs[i];
-            std::vector<std::int64_t> shape{batch};
-            shape.insert(shape.end(), spec.shape.begin(), spec.shape.end());
-            const std::size_t bytes = static_cast<std::size_t>(elements(shape)) * element_size(state_->input_types[i]);
-            values.push_back(Ort::Value::CreateTensor(state_->memory, const_cast<void*>(inputs[i]), bytes, shape.data(), shape.size(),
-                                                      state_->input_types[i]));
-            binding.BindInput(spec.name.c_str(), values.back());
-        }
-        std::vector<std::int64_t> shape{batch};
-        shape.insert(shape.end(), record_.output.shape.begin(), record_.output.shape.end());
-        const std::size_t bytes = static_cast<std::size_t>(elements(shape)) * element_size(state_->output_type);
-        Ort::Value result = Ort::Value::CreateTensor(state_->memory, output, bytes, shape.data(), shape.size(), state_->output_type);
-        binding.BindOutput(record_.output.name.c_str(), result);
-        binding.SynchronizeInputs();
-        state_->session.Run(Ort::RunOptions{nullptr}, binding);
-        binding.SynchronizeOutputs();
-    } catch (const Ort::Exception& error) {
-        runtime_error("onnxruntime failed running site " + record_.name + " (" + record_.file + "): " + error.what());
-    }
-}
-
 }  // namespace fastgen::kit

@@ -25,7 +25,8 @@ struct RuntimeOptions {
 };
 
 // One opened graph of the bundle. `run` takes its inputs as float32 in the site's input order and converts
-// them to the graph's input types (timesteps to int64 …), as fastgen.runtime.BundleSite does; host memory.
+// them to the graph's input types (timesteps to int64 …), as fastgen.runtime.BundleSite does. Buffers are host
+// memory bound through IO binding; GPU providers copy them to the device and back (no device-resident path yet).
 class Site {
 public:
     Site(const Manifest& manifest, const SiteRecord& record, const RuntimeOptions& options);
@@ -35,8 +36,6 @@ public:
 
     const SiteRecord& record() const { return record_; }
     void run(std::int64_t batch, const std::vector<const float*>& inputs, float* output);
-    // GPU providers: inputs and output already on the device in the graph's own types (IO binding, no host copy).
-    void run_device(std::int64_t batch, const std::vector<const void*>& inputs, void* output);
 
 private:
     struct State;

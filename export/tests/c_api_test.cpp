@@ -5,7 +5,11 @@
 #include <fastgen/fastgen.hpp>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -63,4 +67,34 @@ TEST(CApi, EightBitIsNhwcRoundedAndClamped) {
 TEST(CApi, VersionAndFormat) {
     EXPECT_STREQ(fastgen_version(), "0.1.0");
     EXPECT_EQ(fastgen_bundle_format_version(), 2);
+}
+
+TEST(CApi, SamplesARealBundleLikePython) {
+    const char* fixtures = std::getenv("FASTGEN_FIXTURE_DIR");
+    if (fixtures == nullptr) GTEST_SKIP() << "FASTGEN_FIXTURE_DIR is not set (ctest runs make_fixtures.py first)";
+    const std::filesystem::path dir = fixtures;
+    fastgen::Bundle bundle((dir / "udpm_bundle").string(), fastgen::Options().threads(1));
+    EXPECT_EQ(bundle.family(), "udpm");
+    EXPECT_EQ(bundle.precision(), "fp32");
+    EXPECT_EQ(bundle.max_batch(), 0);  // the CPU provider takes any batch
+    const fastgen::ImageShape shape = bundle.image_shape();
+    EXPECT_EQ(shape.channels, 1);
+    EXPECT_EQ(shape.height, 16);
+    const std::vector<float> images = bundle.sample(2, 5);
+    std::vector<float> expected(images.size());
+    std::ifstream raw(dir / "udpm_bundle.f32", std::ios::binary);
+    raw.read(reinterpret_cast<char*>(expected.data()), static_cast<std::streamsize>(expected.size() * sizeof(float)));
+    ASSERT_TRUE(raw);
+    double worst = 0.0, scale = 0.0;
+    for (std::size_t i = 0; i < images.size(); ++i) {
+        worst = std::max(worst, std::abs(static_cast<double>(images[i]) - expected[i]));
+        scale = std::max(scale, std::abs(static_cast<double>(expected[i])));
+    }
+    EXPECT_GT(scale, 0.1);
+    EXPECT_LE(worst, 1e-5);
+    EXPECT_EQ(bundle.sample_u8(2, 5), bundle.to_u8(images));
+    std::vector<float> small(10);
+    EXPECT_EQ(fastgen_sample(bundle.get(), 2, 5, small.data(), small.size()), FASTGEN_ERROR_ARGUMENT);
+    EXPECT_EQ(std::string(fastgen_last_error()), "the buffer holds 10 values; 2 images need 512");
+    EXPECT_EQ(fastgen_sample(bundle.get(), 0, 5, small.data(), small.size()), FASTGEN_ERROR_ARGUMENT);
 }

@@ -5,6 +5,8 @@ as little-endian float32, from fastgen.sampling's interpreter (float32, the Phil
 C++ test implements identically: a call site is 0.9 × nearest upsampling of its input; a denoising site (x, t)
 returns 0.5·x + 0.001·t. Cases: every family's program (both UDPM kernels, both blur bases, DDPM ancestral and
 DDIM with clipping, PDDPM) and single-op programs for what the families leave out (γ = 3 blocks, DCT noise).
+Also a real bundle, udpm_bundle/ (a tiny UDPM network with jittered fresh weights, exported), and udpm_bundle.f32:
+`fastgen sample`'s images of it (2 images, seed 5, one ONNX Runtime thread), for the C API's end-to-end test.
 
     python3 export/tests/make_fixtures.py OUT_DIR
 """
@@ -18,8 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastgen import api
 from fastgen.api import model_config_from_recipe
+from fastgen.export import export_bundle
 from fastgen.families import build_family
+from fastgen.runtime import load_bundle
 from fastgen.sampling.interpreter import Interpreter
 from fastgen.sampling.noise import philox_source, seed_words
 from fastgen.sampling.program import Call, DenoiseChain, Program
@@ -73,6 +78,15 @@ def fake_sites(program: Program) -> dict:
     return sites
 
 
+def bundle_fixture(out: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+    from test_export import random_checkpoint  # the export tests' checkpoints
+
+    checkpoint = random_checkpoint("udpm", out / "udpm_run", seed=3)
+    bundle = export_bundle(checkpoint, out / "udpm_bundle", batch=(1, 2, 4), overwrite=True).bundle
+    api.sample(load_bundle(bundle), 2, seed=5).numpy().astype("<f4").tofile(out / "udpm_bundle.f32")
+
+
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +99,8 @@ def main(out: Path) -> None:
             images = Interpreter(program, batch).run(fake_sites(program), philox_source(seed_words(seed)))
         (out / f"{name}.json").write_text(json.dumps({"program": data, "seed": seed, "batch": batch}))
         images.numpy().astype("<f4").tofile(out / f"{name}.f32")
-    print(f"{len(programs)} fixtures in {out}")
+    bundle_fixture(out)
+    print(f"{len(programs)} programs and a bundle in {out}")
 
 
 if __name__ == "__main__":

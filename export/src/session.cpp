@@ -1,0 +1,37 @@
+#include "session.hpp"
+
+#include "error.hpp"
+
+namespace fastgen::kit {
+
+std::unique_ptr<Session> Session::open(const std::string& path, const RuntimeOptions& runtime, bool verify) {
+    auto session = std::make_unique<Session>();
+    session->runtime = runtime;
+    session->manifest = read_manifest(path, verify);
+    const Manifest& manifest = session->manifest;
+    for (const SiteRecord& record : manifest.sites) {
+        session->opened.push_back(std::make_unique<Site>(manifest, record, runtime));
+        Site* site = session->opened.back().get();
+        SiteFunction function{{}, record.output.shape, [site](std::int64_t batch, const std::vector<const float*>& inputs, float* output) {
+                                  site->run(batch, inputs, output);
+                              }};
+        for (const TensorSpec& input : record.inputs) function.inputs.push_back(input.shape);
+        session->sites[record.name] = std::move(function);
+    }
+    session->program = parse_program(read_program_json(manifest), manifest.path_of(manifest.program), session->sites);
+    return session;
+}
+
+std::int64_t Session::image_elements() const {
+    std::int64_t count = 1;
+    for (std::int64_t size : output_shape(program)) count *= size;
+    return count;
+}
+
+void Session::sample(std::int64_t n, std::uint64_t seed, float* images) const {
+    if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
+    if (runs_engines()) check_engine_batch(manifest, n);
+    run_program(program, sites, n, seed, images);
+}
+
+}  // namespace fastgen::kit

@@ -1,0 +1,30 @@
+// An opened bundle: its manifest, the sites opened by ONNX Runtime and its parsed program — what the C API's
+// handle holds and what the benchmark tool times.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "manifest.hpp"
+#include "onnxruntime.hpp"
+#include "program.hpp"
+
+namespace fastgen::kit {
+
+struct Session {
+    Manifest manifest;
+    RuntimeOptions runtime;
+    std::vector<std::unique_ptr<Site>> opened;
+    Sites sites;
+    Program program;
+
+    // Reads and checks the bundle `path` (hashes when `verify`), opens every site, parses the program.
+    static std::unique_ptr<Session> open(const std::string& path, const RuntimeOptions& runtime, bool verify);
+    std::int64_t image_elements() const;
+    // n images for `seed` into `images` (n · image_elements() floats); refuses n outside the engines' profile.
+    void sample(std::int64_t n, std::uint64_t seed, float* images) const;
+    bool runs_engines() const { return runtime.provider == Provider::tensorrt || runtime.provider == Provider::nv_tensorrt_rtx; }
+};
+
+}  // namespace fastgen::kit
