@@ -2,6 +2,8 @@
 // as `fastgen sample BUNDLE --seed S` for the same seed. Uses the installed API: fastgen/fastgen.hpp.
 #include <fastgen/fastgen.hpp>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -52,6 +54,12 @@ void write_npy(const std::string& path, const std::vector<float>& images, const 
     out << header;
     out.write(reinterpret_cast<const char*>(images.data()), static_cast<std::streamsize>(images.size() * sizeof(float)));
     if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+// "sampling: 120/1000 network calls" on one terminal line.
+void show_progress(int64_t done, int64_t total, void*) {
+    std::fprintf(stderr, "\rsampling: %lld/%lld network calls", static_cast<long long>(done), static_cast<long long>(total));
+    if (done == total) std::fputc('\n', stderr);
 }
 
 // N images NHWC → one grid image, `nrow` per row, 2 px black borders.
@@ -130,6 +138,7 @@ int main(int argc, char** argv) {
         const fastgen::ImageShape shape = bundle.image_shape();
         std::cerr << "bundle " << bundle_path << ": " << bundle.family() << ", " << bundle.precision() << ", images " << shape.channels << "x"
                   << shape.height << "x" << shape.width << "; sampling " << n << " (seed " << seed << ", " << provider << ")\n";
+        if (isatty(STDERR_FILENO)) bundle.set_progress(show_progress);
         const auto opened = std::chrono::steady_clock::now();
         const std::vector<float> images = bundle.sample(n, seed);
         const auto sampled = std::chrono::steady_clock::now();

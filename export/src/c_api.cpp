@@ -14,6 +14,8 @@ using namespace fastgen::kit;
 
 struct fastgen_bundle {
     std::unique_ptr<Session> session;
+    fastgen_progress_callback progress = nullptr;
+    void* progress_data = nullptr;
     std::vector<float> images;  // fastgen_sample_u8's float images
 };
 
@@ -52,7 +54,10 @@ void sample_into(fastgen_bundle* bundle, std::int64_t n, std::uint64_t seed, flo
     const auto needed = static_cast<std::size_t>(n * bundle->session->image_elements());
     if (count < needed)
         argument_error("the buffer holds " + std::to_string(count) + " values; " + std::to_string(n) + " images need " + std::to_string(needed));
-    bundle->session->sample(n, seed, images);
+    Progress progress;
+    if (bundle->progress != nullptr)
+        progress = [bundle](std::int64_t done, std::int64_t total) { bundle->progress(done, total, bundle->progress_data); };
+    bundle->session->sample(n, seed, images, progress);
 }
 
 }  // namespace
@@ -89,6 +94,14 @@ fastgen_status fastgen_open(const char* path, const fastgen_options* options, fa
 }
 
 void fastgen_close(fastgen_bundle* bundle) { delete bundle; }
+
+fastgen_status fastgen_set_progress(fastgen_bundle* bundle, fastgen_progress_callback callback, void* user_data) {
+    return guarded([&] {
+        require(bundle, "bundle");
+        bundle->progress = callback;
+        bundle->progress_data = user_data;
+    });
+}
 
 const char* fastgen_last_error(void) { return last_error.c_str(); }
 

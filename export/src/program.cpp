@@ -322,8 +322,8 @@ namespace {
 
 class Interpreter {
 public:
-    Interpreter(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed)
-        : program_(program), sites_(sites), batch_(batch), seed_(seed) {}
+    Interpreter(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, const Progress& progress)
+        : program_(program), sites_(sites), batch_(batch), seed_(seed), progress_(progress), total_calls_(site_calls(program)) {}
 
     void run(float* out) {
         for (std::size_t k = 0; k < program_.ops.size(); ++k) {
@@ -358,9 +358,13 @@ private:
             for (float& value : z) value *= static_cast<float>(op.scale);
         buffers_[op.out] = std::move(z);
     }
+    void called() {
+        if (progress_) progress_(++calls_, total_calls_);
+    }
     void execute(const CallOp& op) {
         const std::vector<float>& x = buffers_.at(op.x);
         sites_.at(op.site).run(batch_, {x.data()}, buffer(op.out).data());
+        called();
     }
     void execute(const PosteriorOp& op) {
         const std::vector<float> e = op.noisy ? draw(0, op.out) : std::vector<float>();
@@ -383,6 +387,7 @@ private:
         for (std::size_t i = 0; i < op.timesteps.size(); ++i) {
             std::fill(t.begin(), t.end(), static_cast<float>(op.timesteps[i]));
             site.run(batch_, {x.data(), t.data()}, model_out.data());
+            called();
             const std::vector<float> z = op.noise[i] ? draw(static_cast<std::uint32_t>(i), op.x) : std::vector<float>();
             const float* noise = op.noise[i] ? z.data() : nullptr;
             if (op.is_blur())
@@ -410,14 +415,26 @@ private:
     const Sites& sites_;
     std::int64_t batch_;
     std::uint64_t seed_;
+    const Progress& progress_;
+    std::int64_t total_calls_, calls_ = 0;
     std::uint32_t op_ = 0;
     std::map<std::string, std::vector<float>> buffers_;
 };
 
 }  // namespace
 
-void run_program(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, float* out) {
-    Interpreter(program, sites, batch, seed).run(out);
+void run_program(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, float* out,
+                 const Progress& progress) {
+    Interpreter(program, sites, batch, seed, progress).run(out);
+}
+
+std::int64_t site_calls(const Program& program) {
+    std::int64_t calls = 0;
+    for (const Op& op : program.ops) {
+        if (std::holds_alternative<CallOp>(op)) calls += 1;
+        if (const auto* chain = std::get_if<ChainOp>(&op)) calls += static_cast<std::int64_t>(chain->timesteps.size());
+    }
+    return calls;
 }
 
 }  // namespace fastgen::kit

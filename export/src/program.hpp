@@ -77,8 +77,15 @@ using Sites = std::map<std::string, SiteFunction>;
 // Parses and checks `data` (`source` names it in messages) against the shapes of `sites`; throws Failure(BUNDLE).
 Program parse_program(const nlohmann::json& data, const std::string& source, const Sites& sites);
 
+// Called after each network call with (calls made, calls in the whole program).
+using Progress = std::function<void(std::int64_t done, std::int64_t total)>;
+
 // Runs `program` for `batch` images and `seed`; writes the output buffer [B, C, H, W] to `out`.
-void run_program(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, float* out);
+void run_program(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, float* out,
+                 const Progress& progress = {});
+
+// Network calls one run makes.
+std::int64_t site_calls(const Program& program);
 
 // The output buffer's shape (without batch).
 const std::vector<std::int64_t>& output_shape(const Program& program);

@@ -28,10 +28,10 @@ std::int64_t Session::image_elements() const {
     return count;
 }
 
-void Session::sample(std::int64_t n, std::uint64_t seed, float* images) const {
+void Session::sample(std::int64_t n, std::uint64_t seed, float* images, const Progress& progress) const {
     if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
     if (runs_engines()) check_engine_batch(manifest, n);
-    run_program(program, sites, n, seed, images);
+    run_program(program, sites, n, seed, images, progress);
 }
 
 }  // namespace fastgen::kit

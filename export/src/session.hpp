@@ -23,7 +23,7 @@ struct Session {
     static std::unique_ptr<Session> open(const std::string& path, const RuntimeOptions& runtime, bool verify);
     std::int64_t image_elements() const;
     // n images for `seed` into `images` (n · image_elements() floats); refuses n outside the engines' profile.
-    void sample(std::int64_t n, std::uint64_t seed, float* images) const;
+    void sample(std::int64_t n, std::uint64_t seed, float* images, const Progress& progress = {}) const;
     bool runs_engines() const { return runtime.provider == Provider::tensorrt || runtime.provider == Provider::nv_tensorrt_rtx; }
 };
 

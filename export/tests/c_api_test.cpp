@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "test_util.hpp"
@@ -80,7 +81,13 @@ TEST(CApi, SamplesARealBundleLikePython) {
     const fastgen::ImageShape shape = bundle.image_shape();
     EXPECT_EQ(shape.channels, 1);
     EXPECT_EQ(shape.height, 16);
+    std::vector<std::pair<int64_t, int64_t>> calls;
+    bundle.set_progress(
+        [](int64_t done, int64_t total, void* seen) { static_cast<std::vector<std::pair<int64_t, int64_t>>*>(seen)->emplace_back(done, total); },
+        &calls);
     const std::vector<float> images = bundle.sample(2, 5);
+    EXPECT_EQ(calls, (std::vector<std::pair<int64_t, int64_t>>{{1, 3}, {2, 3}, {3, 3}}));  // UDPM: three level calls
+    bundle.set_progress(nullptr);
     std::vector<float> expected(images.size());
     std::ifstream raw(dir / "udpm_bundle.f32", std::ios::binary);
     raw.read(reinterpret_cast<char*>(expected.data()), static_cast<std::streamsize>(expected.size() * sizeof(float)));

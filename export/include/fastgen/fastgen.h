@@ -55,6 +55,11 @@ FASTGEN_API void fastgen_options_init(fastgen_options* options);
 FASTGEN_API fastgen_status fastgen_open(const char* path, const fastgen_options* options, fastgen_bundle** bundle);
 FASTGEN_API void fastgen_close(fastgen_bundle* bundle); /* NULL is fine */
 
+/* Called by fastgen_sample* after each network call: calls made so far, calls in the whole sample. The callback
+ * must not throw (it runs inside the library) and must not call back into this bundle. NULL: no progress. */
+typedef void (*fastgen_progress_callback)(int64_t calls_done, int64_t calls_total, void* user_data);
+FASTGEN_API fastgen_status fastgen_set_progress(fastgen_bundle* bundle, fastgen_progress_callback callback, void* user_data);
+
 /* The calling thread's message for its last failing call ("" if none). */
 FASTGEN_API const char* fastgen_last_error(void);
 

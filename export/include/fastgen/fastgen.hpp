@@ -101,6 +101,11 @@ public:
         return batch;
     }
 
+    // `callback(calls_done, calls_total, user_data)` after each network call of a sample (nullptr: none).
+    void set_progress(fastgen_progress_callback callback, void* user_data = nullptr) {
+        detail::check(fastgen_set_progress(handle_, callback, user_data));
+    }
+
     // n images, float NCHW in [-1, 1], into `images` (at least n·C·H·W floats), or as a new vector.
     void sample(std::int64_t n, std::uint64_t seed, Span<float> images) {
         detail::check(fastgen_sample(handle_, n, seed, images.data(), images.size()));
