@@ -15,10 +15,16 @@ from torch import Tensor, nn
 
 from fastgen.errors import FastgenError
 from fastgen.families import CallSite, Family, ImageSpec, ModelConfig, Sites, build_family, family_class, module_sites
+from fastgen.families.base import check_keys
+from fastgen.memory import check_fits, largest_activation, sampler_bytes
+from fastgen.outputs import NPY, PNG, RUN, TORCH_FILE, check_output, write_file
 from fastgen.training import load_for_inference, load_recipe
 from fastgen.training import train as run_training
+from fastgen.training.recipe import MAX_SEED
 
 MODEL_KEYS = {"family", "resolution", "channels"}
+# The recipe sections a training run reads: [run] and [optim] (the engine), the rest (the model family, the data).
+RECIPE_SECTIONS = {"run", "optim", "model", "diffusion", "loss", "data"}
 
 
 def model_config_from_recipe(sections: Mapping[str, Any]) -> ModelConfig:
@@ -40,6 +46,8 @@ def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = F
 
     parsed = load_recipe(recipe, overrides)
     sections = parsed.sections
+    check_keys("recipe [table]", sections, RECIPE_SECTIONS)
+    check_output(parsed.run.directory if run_dir is None else run_dir, RUN, inputs=[recipe])
     config = model_config_from_recipe(sections)
     family = build_family(config)
     data = dict(sections.get("data", {}))
@@ -87,7 +95,7 @@ def load_model(checkpoint: str | Path, *, device: str | torch.device = "cpu", we
     except (KeyError, TypeError):
         raise FastgenError(f"{loaded.path} is not a fastgen model checkpoint (its config.json has no objective.model)") from None
     family = build_family(ModelConfig.from_dict(model_config))
-    device = torch.device(device)
+    device = resolve_device(device)
     networks = {"model": family.build_networks()["model"]}
     try:
         networks["model"].load_state_dict(loaded.state_dict)
@@ -97,13 +105,41 @@ def load_model(checkpoint: str | Path, *, device: str | torch.device = "cpu", we
     return LoadedModel(family, networks, loaded.path, device, family.call_sites(networks))
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; anything else as given (a clear error if CUDA is missing)."""
+def parse_device(device: str | torch.device) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` as a torch device, whether or not this machine has it; anything else is an error."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda") or (parsed.type == "cpu" and parsed.index):
+        raise FastgenError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    return parsed
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; else ``cpu``, ``cuda`` or ``cuda:N`` of a GPU torch sees."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FastgenError(f"device {device!r} asked for but torch sees no CUDA GPU; use --device cpu")
-    return torch.device(device)
+    resolved = parse_device(device)
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise FastgenError(f"device {device!r} asked for but torch sees no CUDA GPU; use --device cpu")
+        if (resolved.index or 0) >= count:
+            raise FastgenError(f"device {device!r}: torch sees {count} CUDA GPU(s), cuda:0 … cuda:{count - 1}")
+    return resolved
+
+
+def check_seed(seed: int) -> int:
+    """A seed every sampler and generator takes: an integer from 0 to 2**63 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise FastgenError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
+    return seed
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator from a checked seed."""
+    return torch.Generator().manual_seed(check_seed(seed))
 
 
 def sample(model: LoadedModel | Any, n: int, *, seed: int = 0, progress: bool = False, **options: Any) -> Tensor:
@@ -111,10 +147,29 @@ def sample(model: LoadedModel | Any, n: int, *, seed: int = 0, progress: bool = 
 
     ``model`` is a :class:`LoadedModel` or anything with its ``family``, ``sites`` and ``device`` (a runtime bundle).
     """
-    if n < 1:
-        raise FastgenError(f"the number of images must be ≥ 1, got {n}")
+    _check_count(model, n)
+    check_seed(seed)
     with torch.no_grad():
         return model.family.sample(model.sites, n, seed=seed, device=model.device, progress=progress, **options)
+
+
+def sampling_bytes(model: LoadedModel | Any, n: int) -> int:
+    """Lower bound of the device memory sampling ``n`` images takes: the sampler's image-sized state, plus (torch
+    networks) their largest activation, measured on one image."""
+    image = model.family.image
+    per_image = sampler_bytes(image.channels, image.resolution, 1)
+    if isinstance(model, LoadedModel):
+        sites = model.call_sites
+        per_image += largest_activation([site.module for site in sites], [site.example_inputs(1, model.device) for site in sites])
+    return n * per_image
+
+
+def _check_count(model: LoadedModel | Any, n: int) -> None:
+    """``n`` images are a positive number that fits in the memory of the model's device (lower-bound estimate)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise FastgenError(f"the number of images must be an integer ≥ 1, got {n!r}")
+    check_fits(sampling_bytes(model, n), model.device, f"sampling {n} images",
+               "ask for fewer images (several runs with different seeds give more)")  # fmt: skip
 
 
 def _udpm_family(model: Any) -> Any:
@@ -132,7 +187,8 @@ def sample_udpm_latents(model: LoadedModel | Any, n: int, *, seed: int = 0, inte
     from fastgen.diffusion import udpm
 
     family = _udpm_family(model)
-    generator = torch.Generator().manual_seed(seed)
+    _check_count(model, nrow * nrow if interpolate else n)
+    generator = seeded_generator(seed)
     if interpolate:
         corners = [family.draw_latents(1, generator, model.device) for _ in range(4)]
         weights = torch.linspace(1, 0, nrow).tolist()
@@ -145,14 +201,8 @@ def sample_udpm_latents(model: LoadedModel | Any, n: int, *, seed: int = 0, inte
 
 def save_latents(latents: Any, path: str | Path) -> Path:
     """Write UDPM latents (x_L and the per-level noises, CPU tensors) to a ``.pt`` file, atomically."""
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    torch.save({"x_top": latents.x_top.cpu(), "noises": [noise.cpu() for noise in latents.noises]}, staging)
-    os.replace(staging, path)
-    return path
+    data = {"x_top": latents.x_top.cpu(), "noises": [noise.cpu() for noise in latents.noises]}
+    return write_file(path, TORCH_FILE, lambda staging: torch.save(data, staging))
 
 
 def save_raw_images(images: Tensor, path: str | Path) -> Path:
@@ -160,26 +210,31 @@ def save_raw_images(images: Tensor, path: str | Path) -> Path:
     ``fastgen-cpp-sample --npy`` writes the same layout)."""
     import numpy as np
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, images.detach().float().cpu().numpy())
-    return path
+    pixels = images.detach().float().cpu().numpy()
+
+    def write(staging: Path) -> None:
+        with open(staging, "wb") as file:  # a file object: given a name, np.save would append .npy to it
+            np.save(file, pixels, allow_pickle=False)
+
+    return write_file(path, NPY, write)
 
 
 def load_latents(path: str | Path) -> Any:
     """Read latents written by :func:`save_latents` (to replay, perturb or swap them)."""
-    import pickle
-
     from fastgen.diffusion import udpm
 
     try:
         data = torch.load(path, weights_only=True)
-        return udpm.UDPMLatents(data["x_top"], tuple(data["noises"]))
+        latents = udpm.UDPMLatents(data["x_top"], tuple(data["noises"]))
     except OSError as exc:
         raise FastgenError(f"cannot read latents file {path} ({exc.strerror or exc})") from None
-    except (KeyError, TypeError, RuntimeError, pickle.UnpicklingError):
-        # torch's own message suggests weights_only=False, which a file of tensors never needs.
-        raise FastgenError(f"{path} is not a fastgen UDPM latents file; write one with --save-latents") from None
+    # torch.load's restricted unpickler raises many kinds of error on a file that is not its own (and its messages
+    # suggest weights_only=False, which a file of tensors never needs).
+    except Exception as exc:  # noqa: BLE001
+        raise FastgenError(f"{path} is not a fastgen UDPM latents file ({type(exc).__name__}); write one with --save-latents") from None
+    if not all(isinstance(tensor, Tensor) for tensor in (latents.x_top, *latents.noises)):
+        raise FastgenError(f"{path} is not a fastgen UDPM latents file (it holds no tensors); write one with --save-latents")
+    return latents
 
 
 def upscale(model: LoadedModel, images: Tensor, scale: int, *, seed: int = 0, progress: bool = False,
@@ -190,7 +245,7 @@ def upscale(model: LoadedModel, images: Tensor, scale: int, *, seed: int = 0, pr
     size = _upscale_input_size(model, scale)
     if images.dim() != 4 or tuple(images.shape[-2:]) != (size, size):
         raise FastgenError(f"×{scale} upscaling with this model needs {size}x{size} inputs, got shape {tuple(images.shape)}")
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed)
     return model.family.super_resolve(model.sites, images.to(model.device), generator=generator, progress=progress,
                                       **options)  # fmt: skip
 
@@ -224,6 +279,8 @@ def upscale_files(model: LoadedModel, inputs: Sequence[str | Path], out: str | P
         targets = [out / f"{file.stem}.png" for file in files]
         if len(set(targets)) != len(targets):
             raise FastgenError(f"two inputs share a file name, so their outputs in {out} would collide; rename one")
+    for target in targets:  # before the work: no output may replace an input, a run's files or another kind of file
+        check_output(target, PNG, inputs=files)
     channels = model.config.image.channels
     for file, image in zip(files, images, strict=True):
         if image.shape[0] != channels:
@@ -271,7 +328,7 @@ def edit_udpm_latents(model: LoadedModel | Any, latents: Any = None, *, n: int =
         raise FastgenError(f"perturbation needs ≥ 1 variant per row, got {variants!r}")
     perturb = [(latent_level(model, level), strength) for level, strength in perturb]
     swap = [(other, latent_level(model, level)) for other, level in swap]
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed)
     base = latents if latents is not None else family.draw_latents(n, generator)
     for other, _ in swap:
         if other.batch_size != base.batch_size:

@@ -11,8 +11,9 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from fastgen.errors import FastgenError
+from fastgen.errors import FastgenError, one_line
 
 app = typer.Typer(
     name="fastgen",
@@ -23,6 +24,8 @@ app = typer.Typer(
 )
 console = Console()
 error_console = Console(stderr=True)
+# click's base of usage errors (bad option values, missing arguments): typer vendors click in recent versions.
+_USAGE_ERROR = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 
 
 @app.callback()
@@ -79,26 +82,26 @@ def train(
     from fastgen.training.plots import plot_losses
 
     final = api.train(recipe, set_, resume=resume, run_dir=run_dir)
-    console.print(f"final checkpoint: {final}")
+    _say(f"final checkpoint: {final}")
     if os.environ.get("RANK", "0") == "0":  # one plot per run, not one per torchrun process
-        console.print(f"loss curves: {plot_losses(final.parents[1])}")
+        _say(f"loss curves: {plot_losses(final.parents[1])}")
 
 
 @app.command()
 def sample(
     checkpoint: Path = typer.Argument(..., help="A checkpoint directory, or a run directory (its latest checkpoint).", exists=True),
-    n: int = typer.Option(64, "--n", help="Number of images."),
+    n: int = typer.Option(64, "--n", min=1, help="Number of images."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same images."),
     out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write; a path ending in .npy gets the raw float32 images [N, C, H, W] instead."),
-    nrow: int = typer.Option(8, "--nrow", help="Images per row of the grid."),
+    nrow: int = typer.Option(8, "--nrow", min=1, help="Images per row of the grid."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1 …"),
     weights: str = typer.Option("ema", "--weights", help="ema (default) or model (the raw, non-averaged weights)."),
     sampler: str | None = typer.Option(None, "--sampler", help="DDPM/PDDPM-style families: ancestral (all T steps) or ddim."),
-    steps: int | None = typer.Option(None, "--steps", help="DDIM steps (with --sampler ddim)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="DDIM steps (with --sampler ddim)."),
     eta: float | None = typer.Option(None, "--eta", help="DDIM eta: 0 deterministic, 1 ancestral-like."),
     clip_x0: bool = typer.Option(False, "--clip-x0", help="DDPM/PDDPM: clamp each step's clean-image estimate to [-1, 1] (steadies short DDIM chains of young models)."),
-    t_f: int | None = typer.Option(None, "--t-f", help="PDDPM: steps of the full reverse at the coarsest resolution."),
-    t_s: int | None = typer.Option(None, "--t-s", help="PDDPM: steps of the scaled schedule at the finer resolutions."),
+    t_f: int | None = typer.Option(None, "--t-f", min=1, help="PDDPM: steps of the full reverse at the coarsest resolution."),
+    t_s: int | None = typer.Option(None, "--t-s", min=1, help="PDDPM: steps of the scaled schedule at the finer resolutions."),
     dt_s: float | None = typer.Option(None, "--dt-s", help="PDDPM: CCDF restart point as a fraction of T_s (0 < dt_s ≤ 1)."),
     save_latents: Path | None = typer.Option(None, "--save-latents", help="UDPM: save the latents (x_L and per-level noises) as .pt."),
     interpolate: bool = typer.Option(False, "--interpolate", help="UDPM: an interpolation grid between four random latents (paper Fig. 5)."),
@@ -106,18 +109,33 @@ def sample(
     perturb: list[str] = typer.Option([], "--perturb", help="UDPM: LEVEL:STRENGTH, e.g. 2:0.3 (repeatable): per image a row of the original and nrow-1 variants whose level-LEVEL noise is √(1-s²)·e + s·fresh (paper Fig. 6). LEVEL l = 1 … L is the noise e_l of the step x_l → x_(l-1) (e_1 has no effect: exact posterior); top is the noise that makes x_L."),
     swap: list[str] = typer.Option([], "--swap", help="UDPM: FILE:LEVEL (repeatable): per image a row [it, it with FILE's map at LEVEL, FILE's image with its map, FILE's image] (paper Fig. 10); FILE from --save-latents, same batch size."),
     backend: str | None = typer.Option(None, "--backend", help="torch (checkpoints), onnxruntime (bundles' default) or tensorrt."),
-    zoom: int = typer.Option(0, "--zoom", help="Enlarge each image by this factor in the grid (0: enough for ≥ 64 px)."),
+    zoom: int = typer.Option(0, "--zoom", min=0, help="Enlarge each image by this factor in the grid (0: enough for ≥ 64 px)."),
 ) -> None:
     """Sample a trained model (checkpoint, run directory or exported bundle) to a PNG grid. The same seed gives
     the same images from a checkpoint and from its bundle. Options a family does not have are an error."""
+    import torch
+
     from fastgen import api
     from fastgen.data import save_image_grid
+    from fastgen.memory import check_fits, grid_bytes
+    from fastgen.outputs import NPY, PNG, TORCH_FILE, check_output
     from fastgen.runtime import load_for_sampling
 
+    check_output(out, NPY if out.suffix == ".npy" else PNG, inputs=[checkpoint])  # before any work: a bad path must not cost a whole sample
+    if save_latents is not None:
+        check_output(save_latents, TORCH_FILE, inputs=[checkpoint])
     options = {name: value for name, value in dict(sampler=sampler, steps=steps, eta=eta, t_f=t_f, t_s=t_s, dt_s=dt_s,
                                                   clip_x0=clip_x0 or None).items()
                if value is not None}  # fmt: skip
     model = load_for_sampling(checkpoint, backend=backend, device=api.resolve_device(device), weights=weights)
+    size = model.family.image.resolution
+    zoom = zoom or max(1, -(-64 // size))
+    count = nrow * nrow if interpolate else n
+    host = 0 if out.suffix == ".npy" else grid_bytes(count, model.family.image.channels, zoom * size)
+    if model.device.type == "cpu":  # the sampler's memory comes on top of the grid's
+        host += api.sampling_bytes(model, count)
+    check_fits(host, torch.device("cpu"), f"{count} images in a grid of {zoom * size}-pixel images",
+               "ask for fewer images or a smaller --zoom")  # fmt: skip
     if latents_file is not None or perturb or swap:
         if interpolate or save_latents is not None:
             raise FastgenError("--interpolate and --save-latents make new latents; they do not combine with --latents, --perturb or --swap")
@@ -133,17 +151,16 @@ def sample(
         images, latents = api.sample_udpm_latents(model, n, seed=seed, interpolate=interpolate, nrow=nrow)
         if save_latents is not None:
             api.save_latents(latents, save_latents)
-            console.print(f"latents: {save_latents}")
+            _say(f"latents: {save_latents}")
     else:
         images = api.sample(model, n, seed=seed, progress=True, **options)
     if out.suffix == ".npy":
-        console.print(f"{images.shape[0]} images → {api.save_raw_images(images, out)}")
+        _say(f"{images.shape[0]} images → {api.save_raw_images(images, out)}")
         return
     from torch.nn.functional import interpolate as resize
 
-    zoom = zoom or max(1, -(-64 // images.shape[-1]))
     save_image_grid(resize(images.float().cpu(), scale_factor=zoom, mode="nearest"), out, nrow=nrow)
-    console.print(f"{images.shape[0]} images → {out}")
+    _say(f"{images.shape[0]} images → {out}")
 
 
 @app.command()
@@ -168,7 +185,7 @@ def upscale(
     model = api.load_model(checkpoint, device=api.resolve_device(device), weights=weights)
     options = {name: value for name, value in dict(t_s=t_s, dt_s=dt_s, guidance=guidance).items() if value is not None}
     written = api.upscale_files(model, inputs, out, scale, seed=seed, progress=True, **options)
-    console.print(f"{len(written)} image(s) ×{scale} → {out}")
+    _say(f"{len(written)} image(s) ×{scale} → {out}")
 
 
 @app.command()
@@ -180,10 +197,10 @@ def export(
     batch: str = typer.Option("1,8,32", "--batch", help="Engine batch profile MIN,OPT,MAX (or MIN:OPT:MAX), or one size N."),
     check: bool = typer.Option(False, "--check", help="Compare every graph with Polygraphy (onnxruntime, and TensorRT where it runs)."),
     opset: int | None = typer.Option(None, "--opset", help="ONNX opset (default 17; 22 for bf16)."),
-    flavour: str = typer.Option("auto", "--flavour", help="TensorRT flavour: auto, tensorrt or tensorrt_rtx."),
-    opt_level: int = typer.Option(3, "--opt-level", help="TensorRT builder optimisation level 0-5."),
-    timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT timing cache file, reused across builds."),
-    compute_capability: list[str] = typer.Option([], "--compute-capability", help="TensorRT-RTX target, e.g. 8.9 (repeatable)."),
+    flavour: str | None = typer.Option(None, "--flavour", help="TensorRT flavour: auto (default), tensorrt or tensorrt_rtx (with --trt)."),
+    opt_level: int | None = typer.Option(None, "--opt-level", min=0, max=5, help="TensorRT builder optimisation level 0-5 (default 3; with --trt)."),
+    timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT timing cache file, reused across builds (with --trt)."),
+    compute_capability: list[str] = typer.Option([], "--compute-capability", help="TensorRT-RTX target, e.g. 8.9 (repeatable; with --trt)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle directory."),
     weights: str = typer.Option("ema", "--weights", help="ema (default) or model."),
 ) -> None:
@@ -207,14 +224,22 @@ def _pair(text: str, form: str, tail_type: type = str) -> tuple[str, Any]:
     raise FastgenError(f"expected {form}, got {text!r}")
 
 
-def _csv(text: str | None, cast: type = str) -> list | None:
-    """``"1,64,256"`` → [1, 64, 256]; None stays None (the bench's per-device default)."""
+def _csv(option: str, text: str | None, cast: type = str) -> list | None:
+    """``"1,64,256"`` → [1, 64, 256]; None stays None (the bench's per-device default). An empty or repeated item is an
+    error: ``1,,2`` is a typo, and ``udpm,udpm`` would bench the same thing twice."""
     if text is None:
         return None
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise FastgenError(f"{option} {text!r} has an empty item; give a comma-separated list like {option} a,b")
     try:
-        return [cast(part.strip()) for part in text.split(",") if part.strip()]
+        values = [cast(part) for part in parts]
     except ValueError:
-        raise FastgenError(f"expected a comma-separated list of {cast.__name__} values, got {text!r}") from None
+        raise FastgenError(f"{option} expects a comma-separated list of {cast.__name__} values, got {text!r}") from None
+    repeated = sorted({str(value) for value in values if values.count(value) > 1})
+    if repeated:
+        raise FastgenError(f"{option} lists {', '.join(repeated)} more than once; give each item once")
+    return values
 
 
 @app.command()
@@ -228,13 +253,13 @@ def bench(
     repeats: int | None = typer.Option(None, "--repeats", help="Timed repeats per row (median reported)."),
     warmup: int | None = typer.Option(None, "--warmup", help="Untimed warm-up runs per row."),
     max_calls: int | None = typer.Option(None, "--max-calls", help="Longer samplers are timed over this many calls and scaled (the row says so)."),
-    ddim_steps: int = typer.Option(50, "--ddim-steps", help="DDIM steps of the DDPM DDIM row (0: no DDIM row)."),
+    ddim_steps: int = typer.Option(50, "--ddim-steps", min=0, help="DDIM steps of the DDPM DDIM row (0: no DDIM row)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the networks."),
     kernels: str = typer.Option("auto", "--kernels", help="Graph backend steps: auto, fused (CUDA kernels) or reference (torch)."),
     channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last", help="Memory format of the networks (GPU default on)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Bench this trained model instead of presets, or an exported bundle (its ONNX graphs / TensorRT engines)."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (timings on a shared CPU are steadier with 1)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for torch (timings on a shared CPU are steadier with 1)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the rows as JSON here."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG plot (images/s vs batch, GFLOPs per image) here."),
     profile: Path | None = typer.Option(None, "--profile", help="Also write a torch.profiler op table of one eager sample per row into this folder."),
@@ -253,13 +278,16 @@ def bench(
         torch.set_num_threads(threads)
     if bandwidth:
         from fastgen.bench import kernel_bandwidth, print_bandwidth, write_json
+        from fastgen.outputs import JSON, check_output
 
+        if json_path is not None:
+            check_output(json_path, JSON)
         rows = kernel_bandwidth(res=res or 64, device="cuda" if device == "auto" else device)
         print_bandwidth(rows, console)
         if json_path is not None:
-            console.print(f"JSON: {write_json(rows, json_path)}")
+            _say(f"JSON: {write_json(rows, json_path)}")
         return
-    run_bench(res, _csv(batch, int), _csv(backend), _csv(families), preset, precision, repeats, warmup, json_path, plot,
+    run_bench(res, _csv("--batch", batch, int), _csv("--backend", backend), _csv("--families", families), preset, precision, repeats, warmup, json_path, plot,
               device=device, max_calls=max_calls, ddim_steps=ddim_steps or None, channels_last=channels_last,
               compile=compile_, kernels=kernels, checkpoint=checkpoint, profile_dir=profile, console=console)  # fmt: skip
 
@@ -268,23 +296,40 @@ _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 _python_showwarning = warnings.showwarning
 
 
+def _say(text: str) -> None:
+    """A line of fastgen's own output, printed verbatim: paths and messages may hold [brackets] that are not markup."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _report(label: str, style: str, message: str) -> None:
+    """One line on stderr, ``label: message``; the message verbatim (never read as rich markup), line breaks escaped."""
+    error_console.print(Text.assemble((f"{label}:", style), " ", one_line(str(message))), highlight=False, soft_wrap=True)
+
+
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
                   line: str | None = None) -> None:  # fmt: skip
     """fastgen's own warnings as one line on stderr, like its errors; other libraries' as Python prints them."""
     if str(Path(filename).resolve()).startswith(_PACKAGE_DIR):
-        error_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+        _report("warning", "yellow", str(message))
     else:
         _python_showwarning(message, category, filename, lineno, file, line)
 
 
-def main() -> None:
-    """Console entry point: bad input becomes one line on stderr (exit 2), never a traceback."""
+def main(args: list[str] | None = None) -> None:
+    """Console entry point: bad input becomes one line on stderr (exit 2), never a traceback. ``args``: the
+    command line without the program name (default ``sys.argv[1:]``)."""
     warnings.showwarning = _show_warning
     try:
-        app()
+        code = app(args=args, prog_name="fastgen", standalone_mode=False)
     except FastgenError as exc:
-        error_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        _report("error", "bold red", str(exc))
         sys.exit(2)
-    except KeyboardInterrupt:
-        error_console.print("interrupted")
+    except _USAGE_ERROR as exc:  # a bad option value, a missing argument, an unknown verb
+        where = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
+        _report("error", "bold red", " ".join(exc.format_message().split()) + where)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        _report("error", "bold red", "interrupted")
         sys.exit(130)
+    if isinstance(code, int) and code:  # e.g. 130 after Ctrl-C inside a verb
+        sys.exit(code)

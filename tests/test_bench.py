@@ -115,7 +115,7 @@ def test_paper_ddpm_step_gflops() -> None:
         ({"max_calls": 0}, "max_calls must be an integer ≥ 1"),
         ({"kernels": "magic"}, "unknown kernels choice 'magic'"),
         ({"checkpoint": "x", "res": 32}, "a checkpoint fixes the family"),
-        ({"profile_dir": __file__}, "cannot create the profile folder"),
+        ({"profile_dir": __file__}, "is a file; a folder of profile tables is a folder"),
     ],
 )
 def test_bad_options_are_one_clear_error(options: dict, message: str) -> None:

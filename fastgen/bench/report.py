@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,8 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from fastgen.outputs import JSON, PNG, write_file
 
 ROW_KEYS = ("family", "sampler", "backend", "precision", "res", "batch", "nfe", "gflops_per_image", "latency_ms",
             "images_per_s", "device")  # fmt: skip
@@ -79,12 +80,7 @@ def udpm_over_ddpm_step(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_json(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """The rows as a JSON list, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(list(rows), indent=2) + "\n")
-    os.replace(staging, path)
-    return path
+    return write_file(path, JSON, lambda staging: staging.write_text(json.dumps(list(rows), indent=2) + "\n"))
 
 
 def write_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> Path:
@@ -95,8 +91,6 @@ def write_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullLocator
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure, (speed, work) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
     # One colour per family and sampler, one line style and marker per backend: 10+ series stay distinguishable.
     samplers = list(dict.fromkeys(f"{row['family']} {row['sampler']}" for row in rows))
@@ -124,6 +118,7 @@ def write_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> 
     work.tick_params(axis="x", labelsize=7)
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    try:
+        return write_file(path, PNG, lambda staging: figure.savefig(staging, dpi=120, format="png"))
+    finally:
+        plt.close(figure)

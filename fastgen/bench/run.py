@@ -29,7 +29,9 @@ from fastgen.errors import FastgenError
 from fastgen.export import BatchRange, Manifest, read_manifest
 from fastgen.export.tensorrt import FLAVOURS, INSTALL_HINT, installed_version
 from fastgen.families import FAMILIES, CallSite, Family, ModelConfig, Sites, build_family, module_sites
+from fastgen.memory import check_fits, sampler_bytes
 from fastgen.nets.registry import build_network
+from fastgen.outputs import JSON, PNG, PROFILES, check_output
 from fastgen.runtime import exported_sites, is_bundle, open_sites
 from fastgen.runtime.backends import OnnxRuntimeBackend
 
@@ -37,6 +39,7 @@ BACKENDS = ("torch", "graph", "onnxruntime", "tensorrt")
 EXPORTED_BACKENDS = ("onnxruntime", "tensorrt")  # run the networks' exported graphs / engines
 FAMILY_ORDER = ("udpm", "ddpm", "pddpm", "blur")
 PRESETS = ("tiny", "small", "paper")
+PRESET_CHANNELS = 3  # presets bench RGB images
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def samplers(family: Family, ddim_steps: int | None) -> list[tuple[str, dict[str
     return cases
 
 
-def preset_family(name: str, res: int, preset: str, channels: int = 3) -> Family:
+def preset_family(name: str, res: int, preset: str, channels: int = PRESET_CHANNELS) -> Family:
     """``name``'s family at ``res`` with a preset network; ``paper`` means ANCHORS.md's 64×64 NCSN++ for every family."""
     if preset not in PRESETS:
         raise FastgenError(f"unknown bench preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -129,11 +132,22 @@ def run_bench(
     ``profile_dir``: also profile one eager sample per family × sampler × batch (its first ``max_calls`` calls) with
     ``torch.profiler`` and write each op table there (:func:`fastgen.bench.measure.profile_eager`).
     """
+    # Before any work: a bad output path must not cost a whole bench.
+    for path, kind in ((json_path, JSON), (plot_path, PNG), (profile_dir, PROFILES)):
+        if path is not None:
+            check_output(path, kind, inputs=[checkpoint] if checkpoint is not None else [])
     device = resolve_device(device)
     defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    batches = tuple(defaults.batches if batches is None else batches)
+    if not batches:
+        raise FastgenError("give at least one batch size")
+    for batch in batches:
+        _positive("batch size", batch)
+    if res is not None:  # before the families are built: a schedule at a huge resolution is itself huge
+        check_fits(sampler_bytes(PRESET_CHANNELS, res, max(batches)), device, f"benching batch {max(batches)} at {res}×{res}",
+                   "use a smaller --res or smaller batches")  # fmt: skip
     models = _models(checkpoint, families, res, preset, defaults.preset)
     bundle = models[0].bundle
-    batches = tuple(defaults.batches if batches is None else batches)
     if backends is None:
         backends = defaults.backends if bundle is None else (_bundle_backend(bundle, device),)
     backends = tuple(backends)
@@ -142,10 +156,6 @@ def run_bench(
     max_calls = _positive("max_calls", defaults.max_calls if max_calls is None else max_calls)
     if ddim_steps is not None:
         _positive("ddim_steps", ddim_steps)
-    if not batches:
-        raise FastgenError("give at least one batch size")
-    for batch in batches:
-        _positive("batch size", batch)
     for backend in backends:
         if backend not in BACKENDS:
             raise FastgenError(f"unknown bench backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -153,15 +163,17 @@ def run_bench(
         raise FastgenError(f"the graph backend captures CUDA graphs and needs a CUDA device; this bench runs on {device}")
     if kernels not in KERNEL_CHOICES:
         raise FastgenError(f"unknown kernels choice {kernels!r}; choose one of {', '.join(KERNEL_CHOICES)}")
+    if kernels != KERNEL_CHOICES[0] and "graph" not in backends:
+        raise FastgenError(f"kernels={kernels!r} only applies to the graph backend; add it to the backends or drop the option")
+    if (compile or channels_last is not None) and not {"torch", "graph"} & set(backends):
+        raise FastgenError("compile and channels_last apply to torch networks (backends torch, graph), not to "
+                           f"{', '.join(backends)}; drop them")  # fmt: skip
     dtype = resolve_precision(precision or "fp32")
     if bundle is not None:
         dtype = _check_bundle(bundle, backends, batches, precision, profile_dir)
     _check_exported_backends(backends, device, dtype)
     if profile_dir is not None:
-        try:  # before any timing: a bad folder must not cost a long run
-            Path(profile_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise FastgenError(f"cannot create the profile folder {profile_dir}: {error.strerror or error}") from None
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
 
     console = console or Console()
     name = device_name(device)
@@ -300,6 +312,8 @@ def _models(checkpoint: str | Path | None, families: Sequence[str] | None, res: 
     families = default_families() if families is None else tuple(families)
     if not families:
         raise FastgenError("give at least one family")
+    if len(set(families)) != len(families):
+        raise FastgenError(f"families {', '.join(families)} name one more than once; give each family once")
     unknown = [name for name in families if name not in FAMILIES]
     if unknown:
         raise FastgenError(f"unknown model family {', '.join(map(repr, unknown))}; known: {', '.join(FAMILIES)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,9 @@ def _check_options(name: str, loader: Callable[..., RawImages], options: dict[st
         raise FastgenError(
             f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; it accepts: {accepted} (and fit)"
         )
+    wrong = sorted(option for option, value in options.items() if not isinstance(value, str | os.PathLike))
+    if wrong:  # every source option is a path, a name or a key
+        raise FastgenError(f"dataset {name!r} option(s) {', '.join(wrong)} must be strings (e.g. path = \"images/\")")
     required = [option for option, parameter in parameters.items() if parameter.default is parameter.empty]
     missing = [option for option in required if option not in options]
     if missing:

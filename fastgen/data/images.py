@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PIL import Image
 
 from fastgen.data.sources import decode_image, image_files_under
 from fastgen.errors import FastgenError
+from fastgen.outputs import PNG, write_file
 
 
 def images_to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -33,7 +33,8 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike[str], nrow: in
 
     The grid has ``min(nrow, N)`` columns and ``ceil(N / columns)`` rows, with ``padding`` black pixels
     between and around the images: width = columns·(W + padding) + padding, likewise for the height.
-    Grey images give a greyscale PNG. Missing parent folders are created. Returns the path written.
+    Grey images give a greyscale PNG. Missing parent folders are created; :func:`fastgen.outputs.check_output`'s
+    rules apply. Returns the path written.
     """
     if not isinstance(nrow, int) or nrow < 1 or not isinstance(padding, int) or padding < 0:
         raise FastgenError(f"save_image_grid needs nrow >= 1 and padding >= 0, got nrow={nrow!r}, padding={padding!r}")
@@ -48,16 +49,7 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike[str], nrow: in
         grid[top : top + height, left : left + width] = image
     picture = Image.fromarray(grid[..., 0] if channels == 1 else grid)
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write next to the target and rename, so a reader (or a crash) never sees a half-written PNG.
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        picture.save(temporary, format="PNG")
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return target
+    return write_file(path, PNG, lambda staging: picture.save(staging, format="PNG"))
 
 
 def read_image_files(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[torch.Tensor]]:
@@ -81,5 +73,6 @@ def read_image_files(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Pat
             pixels = decode_image(file)[0]
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise FastgenError(f"cannot read {file} as an image ({error}); give PNG or JPEG files") from None
-        images.append(torch.tensor(pixels).permute(2, 0, 1).float() / 127.5 - 1)
+        unit = pixels / 255 if pixels.dtype == np.uint8 else pixels  # 16-bit grey decodes to float in [0, 1]
+        images.append(torch.tensor(unit, dtype=torch.float32).permute(2, 0, 1) * 2 - 1)
     return files, images

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,10 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from fastgen.errors import FastgenError
+from fastgen.memory import check_fits
 
 FITS = ("resize", "pad", "resize_pad")
 # Images converted per step: bounds the float temporaries when a 60 000-image array is prepared.
 _CHUNK = 4096
+# Enlarging an image more than this many times (its longer side) makes a blurred training image: say so.
+_UPSCALE_WARNING = 2
+_FLOAT_BYTES = 4
 # ITU-R 601 luma, the weights Pillow's "L" conversion uses, so grey from RGB matches other tools.
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
@@ -25,8 +30,17 @@ def prepare_images(arrays: Sequence[np.ndarray], resolution: int, channels: int,
     it on a black square without scaling (it must not be larger than the resolution); ``resize_pad`` scales
     the longer side to the resolution, keeping the aspect ratio, and pads the shorter one with black.
     """
-    prepared = torch.empty(sum(len(array) for array in arrays), channels, resolution, resolution)
+    count = sum(len(array) for array in arrays)
+    check_fits(_FLOAT_BYTES * count * channels * resolution**2, torch.device("cpu"),
+               f"{count} training images at {resolution}×{resolution}", "use a smaller [model] resolution or fewer images")
+    prepared = torch.empty(count, channels, resolution, resolution)
     filled = 0
+    upscaled = [array for array in arrays if fit != "pad" and max(array.shape[1:3]) * _UPSCALE_WARNING < resolution]
+    if upscaled:  # once per dataset, not once per image
+        smallest = min(upscaled, key=lambda array: max(array.shape[1:3]))
+        warnings.warn(f"{sum(map(len, upscaled))} of {count} images are more than {_UPSCALE_WARNING}× smaller than the "
+                      f"model resolution {resolution} (smallest {smallest.shape[1]}×{smallest.shape[2]}) and are upscaled "
+                      "(blurry); use larger images or a smaller [model] resolution", stacklevel=3)  # fmt: skip
     for array in arrays:
         for start in range(0, len(array), _CHUNK):
             batch = _to_unit_float(array[start : start + _CHUNK])

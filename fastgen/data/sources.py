@@ -25,6 +25,10 @@ FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Pillow modes that hold one grey channel; everything else (palette, RGBA, CMYK, …) is decoded as RGB.
 _GREY_MODES = ("1", "L", "LA", "La")
+# Pillow modes of grey images with more than 8 bits per pixel (16-bit PNGs: "I;16…", or "I" in older Pillows): read
+# as float in [0, 1]. Converting them to "L" would clip every value above 255 to white.
+_DEEP_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_DEEP_GREY_MAX = 65535.0
 _IDX_UINT8 = 0x08
 
 
@@ -119,11 +123,15 @@ def image_files_under(root: Path) -> list[Path]:
 
 
 def decode_image(file: Path) -> np.ndarray:
-    """One image as a ``[1, H, W, C]`` uint8 array, C = 1 for grey images and 3 otherwise."""
+    """One image as a ``[1, H, W, C]`` array, C = 1 for grey images and 3 otherwise: uint8, or float32 in [0, 1]
+    for 16-bit grey images."""
     with Image.open(file) as image:
         # Cameras store JPEGs sideways plus an EXIF rotation tag; apply it so photos stand upright.
         upright = ImageOps.exif_transpose(image)
-        pixels = np.asarray(upright.convert("L" if upright.mode in _GREY_MODES else "RGB"))
+        if upright.mode in _DEEP_GREY_MODES:
+            pixels = np.clip(np.asarray(upright, dtype=np.float32) / _DEEP_GREY_MAX, 0, 1)
+        else:
+            pixels = np.asarray(upright.convert("L" if upright.mode in _GREY_MODES else "RGB"))
     return pixels.reshape(1, pixels.shape[0], pixels.shape[1], -1)
 
 

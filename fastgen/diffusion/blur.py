@@ -39,11 +39,11 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from fastgen.diffusion.ddpm import gaussian_noise
 from fastgen.diffusion.schedules import make_betas
 from fastgen.errors import FastgenError
+from fastgen.progress import progress_bar
 
 BLUR_SCHEDULES = ("linear", "log", "quadratic", "cubic", "quartic")
 BASES = ("fourier", "dct")
@@ -458,7 +458,7 @@ def _reverse_chain(
 ) -> Iterator[tuple[int, Tensor]]:
     batch_size = initial_noise.shape[0]
     x = spectral_filter(initial_noise, _at_step(schedule.one_minus_alphas_cumprod, -1).sqrt(), schedule.basis)
-    for t in tqdm(range(schedule.num_steps - 1, -1, -1), desc="blur diffusion", disable=not progress):
+    for t in progress_bar(range(schedule.num_steps - 1, -1, -1), desc="blur diffusion", disable=not progress):
         eps_hat = predictor(x, torch.full((batch_size,), float(t), dtype=x.dtype, device=x.device))
         _check_like(x, eps_hat, "predictor output")
         noise = (

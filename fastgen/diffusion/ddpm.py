@@ -31,10 +31,10 @@ from itertools import pairwise
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from fastgen.diffusion.schedules import make_betas
 from fastgen.errors import FastgenError
+from fastgen.progress import progress_bar
 
 PREDICTION_TYPES = ("eps", "x0")
 DDIM_STEPS, DDIM_ETA = 50, 0.0  # the DDIM sampler's defaults (the families' too)
@@ -451,7 +451,7 @@ def _reverse(
     schedule = schedule.to(device=x.device)  # once, so every per-step gather stays on the image's device
     batch = x.shape[0]
     # t_prev = -1 marks the final step, to the clean image.
-    for t, t_prev in tqdm(pairwise([*timesteps, -1]), total=len(timesteps), disable=not progress, desc=desc):
+    for t, t_prev in progress_bar(pairwise([*timesteps, -1]), total=len(timesteps), disable=not progress, desc=desc):
         t_now = torch.full((batch,), float(t), device=x.device)
         t_next = torch.full((batch,), float(t_prev), device=x.device)
         if guidance is None:

@@ -6,6 +6,7 @@ that does not validate, an engine that does not build, Ctrl-C) leaves no half-wr
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -41,6 +42,7 @@ from fastgen.export.onnx_export import (
 from fastgen.export.onnx_export import precision as precision_of
 from fastgen.export.tensorrt import TensorRTEngine, import_tensorrt
 from fastgen.families import CallSite
+from fastgen.outputs import BUNDLE, TIMING_CACHE, check_output
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -132,11 +134,12 @@ def export_bundle(
     profile = BatchRange(*batch)
     opset = spec.min_opset if opset is None else opset
     check_opset(opset, spec)
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FastgenError(f"{out} already exists; choose another directory or overwrite it (--force)")
+    sources = [] if isinstance(checkpoint, LoadedModel) else [checkpoint]
+    out = check_output(out_dir, BUNDLE, overwrite=overwrite, inputs=sources)
     if trt:
         import_tensorrt(flavour)  # fail before minutes of export when TensorRT is missing
+        if timing_cache is not None:
+            check_output(timing_cache, TIMING_CACHE, inputs=sources)
     model = checkpoint if isinstance(checkpoint, LoadedModel) else load_model(checkpoint, device="cpu", weights=weights)
     if model.device.type != "cpu":
         raise FastgenError(f"export traces and validates on the CPU; load the model with device='cpu' (it is on {model.device})")
@@ -149,7 +152,8 @@ def export_bundle(
                           "compute_capabilities": compute_capabilities, "timing_cache": Path(timing_cache) if timing_cache else None}
     report = ExportReport(out, model.family.name, spec.name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    _remove_abandoned_stagings(out)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         with Progress(disable=not progress, transient=True) as bar:
@@ -208,6 +212,25 @@ def _export_site(site: CallSite, staging: Path, spec: Precision, opset: int, bat
         return report, []
     stage("polygraphy comparison")
     return report, polygraphy_check(site, onnx_path, report.engine, staging, spec, batch_sizes)
+
+
+def _remove_abandoned_stagings(out: Path) -> None:
+    """Delete the staging folders (``.NAME.partial-PID-XXXXXXXX``) of exports to ``out`` whose process is gone:
+    killed exports. Ones without a process id are an older fastgen's, abandoned too."""
+    for staging in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):
+        owner = staging.name.rsplit(".partial-", 1)[1].split("-")
+        if len(owner) != 2 or not owner[0].isdigit() or not _process_alive(int(owner[0])):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _move_into_place(staging: Path, out: Path) -> None:

@@ -12,7 +12,6 @@ field changes meaning, and readers refuse versions they do not know instead of g
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -21,11 +20,13 @@ from typing import Any
 
 from fastgen.errors import FastgenError
 from fastgen.families import TensorSpec
+from fastgen.integrity import contained_file, sha256_file
+from fastgen.layout import MANIFEST_FILE
 from fastgen.sampling.program import Program
+from fastgen.schema import check_schema
 
 FORMAT = "fastgen-bundle"
 FORMAT_VERSION = 2  # 2: the sampling program (program.json)
-MANIFEST_FILE = "manifest.json"
 PROGRAM_FILE = "program.json"
 # Images cross every bundle boundary as float NCHW in [-1, 1]; to 8 bit: round((x + 1) * 127.5), clamped.
 NORMALIZATION = {"layout": "NCHW", "range": [-1.0, 1.0], "to_uint8": "clamp(round((x + 1) * 127.5), 0, 255)"}
@@ -111,6 +112,7 @@ class Manifest:
         if version != FORMAT_VERSION:
             raise FastgenError(f"bundle format version {version!r} is not supported (this fastgen reads version {FORMAT_VERSION}); "
                                "re-export the bundle with this fastgen, or use the fastgen that wrote it")  # fmt: skip
+        check_schema(data, cls, "manifest")  # every field of the right type before any is used
         try:
             fields = dict(data)
             fields.pop("format"), fields.pop("format_version")
@@ -132,14 +134,6 @@ def _site_from_dict(data: Mapping[str, Any]) -> SiteRecord:
     return SiteRecord(data["name"], data["file"], [_spec(s) for s in data["inputs"]], _spec(data["output"]), engine)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_manifest(directory: Path, manifest: Manifest) -> None:
     """Hash every file of ``directory`` (except the manifest) into ``manifest.files`` and write ``manifest.json``."""
     manifest.files = {
@@ -154,6 +148,7 @@ def read_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
     path = directory / MANIFEST_FILE
     if not path.is_file():
         raise FastgenError(f"{directory} is not a bundle (no {MANIFEST_FILE}); make one with `fastgen export CHECKPOINT {directory}`")
+    contained_file(directory, MANIFEST_FILE, f"bundle {directory}")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -168,7 +163,7 @@ def read_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
 
 def read_program(directory: str | Path, manifest: Manifest) -> Program:
     """The bundle's sampling program (its file is checked against the manifest's hash by :func:`read_manifest`)."""
-    path = Path(directory) / manifest.program
+    path = contained_file(Path(directory), manifest.program, f"bundle {directory}")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -184,11 +179,7 @@ def verify_files(directory: Path, manifest: Manifest) -> None:
     if unlisted:
         raise FastgenError(f"bundle {directory}: manifest lists no hash for {', '.join(unlisted)}; re-export the bundle")
     for name, expected in manifest.files.items():
-        path = directory / name
-        if Path(name).name != name:  # hashes name plain files of the bundle, never paths out of it
-            raise FastgenError(f"bundle {directory}: manifest names {name!r}, which is not a file of the bundle; re-export it")
-        if not path.is_file():
-            raise FastgenError(f"bundle {directory} is missing {name}; copy the whole bundle again or re-export it")
+        path = contained_file(directory, name, f"bundle {directory}")  # never a path or a link out of the bundle
         if sha256_file(path) != expected:
             raise FastgenError(f"bundle {directory}: {name} does not match its SHA-256 in {MANIFEST_FILE} (altered or "
                                "truncated); copy the whole bundle again or re-export it")  # fmt: skip

@@ -82,8 +82,13 @@ def site_module(site: CallSite, precision: Precision) -> nn.Module:
 
 
 def check_opset(opset: int, precision: Precision) -> None:
-    if opset < precision.min_opset:
-        raise FastgenError(f"{precision.name} graphs need ONNX opset ≥ {precision.min_opset}, got {opset}")
+    """``opset`` from the precision's least to the newest this onnx package knows (its version converter's limit)."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not precision.min_opset <= opset <= newest:
+        raise FastgenError(f"{precision.name} graphs need an ONNX opset from {precision.min_opset} to {newest} (the newest "
+                           f"onnx {onnx.__version__} knows), got {opset!r}")  # fmt: skip
 
 
 def export_site(site: CallSite, path: Path, precision: Precision, opset: int) -> None:

@@ -14,7 +14,7 @@ FAMILIES: dict[str, type[Family]] = {family.name: family for family in (DDPMFami
 
 def family_class(name: str) -> type[Family]:
     """The family called ``name`` (a clear error listing the known ones otherwise)."""
-    if name not in FAMILIES:
+    if not isinstance(name, str) or name not in FAMILIES:
         raise FastgenError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
     return FAMILIES[name]
 

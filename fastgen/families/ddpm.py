@@ -12,11 +12,12 @@ from fastgen.diffusion import ddpm
 from fastgen.errors import FastgenError
 from fastgen.families.base import CallSite, Family, ImageSpec, ModelConfig, check_keys
 from fastgen.families.denoising import DenoisingObjective, denoiser_site, device_copies
-from fastgen.families.presets import unet_preset
+from fastgen.families.presets import network_table, unet_preset
 from fastgen.nets.config import NetConfig
 from fastgen.sampling.program import AffineSteps, DenoiseChain, Noise, Program
 
 SAMPLERS = ("ancestral", "ddim")
+DDIM_OPTIONS = ("steps", "eta")  # only the DDIM sampler has them: given to another, they would be ignored
 SCHEDULE_KEYS = {"schedule", "num_steps", "prediction_type"}
 SAMPLER_DEFAULTS: dict[str, Any] = {"sampler": "ancestral", "steps": ddpm.DDIM_STEPS, "eta": ddpm.DDIM_ETA, "clip_x0": False}
 
@@ -50,7 +51,7 @@ def affine_chain(site: str, buffer: str, schedule: ddpm.DiffusionSchedule, times
 def denoiser_network(image: ImageSpec, model: Mapping[str, Any], extra_in_channels: int = 0) -> NetConfig:
     """The ``[model.network]`` UNet of a timestep-conditioned family: image channels in and out."""
     check_keys("[model]", model, {"network"})
-    network = dict(model.get("network", {}))
+    network = network_table(model)
     preset = network.pop("preset", "small")
     return unet_preset(preset, image.resolution, network, in_channels=image.channels, out_channels=image.channels,
                        extra_in_channels=extra_in_channels, upscale=1)  # fmt: skip
@@ -105,6 +106,10 @@ class DDPMFamily(DenoiserFamily):
         settings = {**SAMPLER_DEFAULTS, **options}
         if settings["sampler"] not in SAMPLERS:
             raise FastgenError(f"unknown DDPM sampler {settings['sampler']!r}; choose one of {', '.join(SAMPLERS)}")
+        stray = [name for name in DDIM_OPTIONS if name in options and settings["sampler"] != "ddim"]
+        if stray:
+            raise FastgenError(f"{' and '.join(stray)} only apply to the DDIM sampler, and this is {settings['sampler']!r}; "
+                               "add --sampler ddim (sampler='ddim')")  # fmt: skip
         schedule = schedule_from(self.config.diffusion, torch.float64)
         last = schedule.num_steps - 1
         if settings["sampler"] == "ancestral":

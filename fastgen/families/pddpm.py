@@ -44,6 +44,9 @@ class PDDPMFamily(Family):
         check_keys("[diffusion]", config.diffusion, SCHEDULE_KEYS | PYRAMID_KEYS)
         self.schedule = schedule_from({key: value for key, value in config.diffusion.items() if key in SCHEDULE_KEYS})
         self.resolutions = pyramid_of(self.image, config.diffusion)
+        # The recipe's sampler defaults (t_f, t_s, dt_s) are checked when the model is built, not at its first sample.
+        settings = self.pyramid_settings({})
+        pddpm.pyramid_steps(self.schedule, settings["coarse_steps"], settings["fine_steps"], settings["renoise_fraction"])
 
     @classmethod
     def network_configs(cls, image: ImageSpec, diffusion: Mapping[str, Any], model: Mapping[str, Any],

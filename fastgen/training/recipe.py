@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from fastgen.errors import FastgenError
+
+MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; TOML's and the CLI's integers are signed
 
 
 def _setting(
@@ -62,11 +65,16 @@ class RunConfig:
     max_minutes: float = _setting(0.0, check=_non_negative, rule=">= 0 (0 = no time limit)")
     batch_size: int = _setting(check=_positive, rule="> 0 (the global batch, over all ranks)")
     out_dir: str = _setting("runs", check=bool, rule="a non-empty path")
-    seed: int = _setting(0, check=_non_negative, rule=">= 0")
+    seed: int = _setting(0, check=lambda v: 0 <= v <= MAX_SEED, rule="from 0 to 2**63 - 1")
     checkpoint_every: int = _setting(1000, check=_positive, rule="> 0")
     keep_checkpoints: int = _setting(3, check=_positive, rule="> 0")
     log_every: int = _setting(100, check=_positive, rule="> 0")
     device: str = _setting("auto", check=lambda v: v in ("auto", "cpu", "cuda"), rule="'auto', 'cpu' or 'cuda'")
+
+    @property
+    def directory(self) -> Path:
+        """The run directory when none is given: ``out_dir/name``."""
+        return Path(self.out_dir) / self.name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,13 +116,17 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     """Read a TOML recipe (or a recorded ``recipe.json``), apply ``--set key=value`` overrides, check it."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise FastgenError(f"cannot read recipe {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise FastgenError(f"recipe {path} is not UTF-8 text (byte {error.start}); save it as UTF-8 TOML") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise FastgenError(f"recipe {path} is malformed: {error}; fix that line") from None
+    if not isinstance(data, dict):
+        raise FastgenError(f"recipe {path} must hold tables ([run], [optim] …), not a {type(data).__name__}")
     return parse_recipe(apply_overrides(data, overrides))
 
 
@@ -144,10 +156,11 @@ def parse_value(text: str) -> Any:
 
 
 def parse_recipe(data: Mapping[str, Any]) -> Recipe:
-    """Check the engine sections of a recipe dict and fill in their defaults."""
+    """Check the engine sections of a recipe dict and fill in their defaults; no value anywhere may be NaN or ±inf."""
     for key, value in data.items():
         if not isinstance(value, dict):
             raise FastgenError(f"recipe key {key} is outside any [table]; move it into its section, e.g. [run]")
+    _check_finite(data, "")
     for section in ("run", "optim"):
         if not isinstance(data.get(section), dict):
             raise FastgenError(f"recipe has no [{section}] table; add one (see fastgen.training.recipe)")
@@ -163,6 +176,18 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     sections = {**copy.deepcopy(dict(data)), "run": _as_table(run), "optim": _as_table(optim)}
     sections["optim"].update({name: _plain(dict(table)) for name, table in groups.items()})
     return Recipe(sections=sections, run=run, optim=optim)
+
+
+def _check_finite(value: Any, key: str) -> None:
+    """TOML has inf and nan literals; no setting of a recipe means them (a learning rate of inf trains to NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FastgenError(f"recipe key {key} = {value} is not a finite number; give a finite value")
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            _check_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{key}[{index}]")
 
 
 def _schema(cls: type) -> list[dataclasses.Field]:
