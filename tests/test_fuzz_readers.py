@@ -1,4 +1,5 @@
-"""Fuzzing the readers of untrusted files: a bundle manifest (and the model config inside it) and a training recipe.
+"""Fuzzing the readers of untrusted files: a bundle manifest (and the model config inside it), a bundle's sampling
+program and a training recipe.
 
 Whatever the input, a reader returns or raises ``FastgenError``; never another exception. Bounded: a fixed number of
 examples per property, no deadline, no example database.
@@ -19,6 +20,7 @@ from fastgen.api import model_config_from_recipe
 from fastgen.errors import FastgenError
 from fastgen.export.manifest import BatchRange, Manifest, SiteRecord, read_manifest
 from fastgen.families import ModelConfig, build_family
+from fastgen.sampling.program import Program
 from fastgen.training.recipe import load_recipe, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +47,7 @@ def valid_manifest() -> dict:
 
 VALID_MANIFEST = valid_manifest()
 VALID_RECIPE = load_recipe(ROOT / "train" / "udpm_tiny.toml").sections
+VALID_PROGRAM = build_family(ModelConfig.from_dict(VALID_MANIFEST["model"])).program().to_dict()
 
 
 def read_bundle_description(data: object) -> None:
@@ -94,6 +97,7 @@ def only_fastgen_errors(reader, data) -> None:
 def test_the_valid_examples_read() -> None:
     read_bundle_description(VALID_MANIFEST)
     read_recipe(VALID_RECIPE)
+    Program.from_dict(VALID_PROGRAM)
 
 
 @FUZZ
@@ -106,6 +110,12 @@ def test_any_json_as_a_manifest(data) -> None:
 @given(mutated(VALID_MANIFEST))
 def test_a_mutated_manifest(data) -> None:
     only_fastgen_errors(read_bundle_description, data)
+
+
+@FUZZ
+@given(mutated(VALID_PROGRAM))
+def test_a_mutated_program(data) -> None:
+    only_fastgen_errors(Program.from_dict, data)
 
 
 @FUZZ

@@ -75,7 +75,7 @@ def load_dataset(name: str, resolution: int, channels: int, fit: str = "resize",
         raise FastgenError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
     if fit not in FITS:
         raise FastgenError(f"unknown fit {fit!r}; choose one of {', '.join(FITS)}")
-    if name not in SOURCES:
+    if not isinstance(name, str) or name not in SOURCES:
         raise FastgenError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}")
     loader = SOURCES[name]
     _check_options(name, loader, options)

@@ -53,7 +53,7 @@ PRECISIONS = {
 
 
 def precision(name: str) -> Precision:
-    if name not in PRECISIONS:
+    if not isinstance(name, str) or name not in PRECISIONS:
         raise FastgenError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
     return PRECISIONS[name]
 

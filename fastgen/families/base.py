@@ -107,7 +107,9 @@ class ModelConfig:
                 diffusion=dict(data.get("diffusion", {})),
                 networks={name: config_from_dict(config) for name, config in data.get("networks", {}).items()},
             )
-        except (KeyError, TypeError) as exc:
+        except FastgenError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a part of the wrong JSON type
             raise FastgenError(f"model config is incomplete or malformed ({exc}); it needs family, image, diffusion, networks") from exc
 
 

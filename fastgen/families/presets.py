@@ -41,7 +41,7 @@ def network_table(model: Mapping[str, Any], key: str = "network") -> dict[str, A
 
 def unet_preset(name: str, resolution: int, overrides: Mapping[str, Any] | None = None, **family_fields: Any) -> UNetConfig:
     """Preset ``name`` rebuilt for nominal input ``resolution``, then the family's fields, then the recipe's overrides."""
-    if name not in UNET_PRESETS:
+    if not isinstance(name, str) or name not in UNET_PRESETS:
         raise FastgenError(f"unknown network preset {name!r}; choose one of {', '.join(UNET_PRESETS)}")
     base = UNET_PRESETS[name]()
     attention_depths = [int(math.log2(base.resolution // res)) for res in base.attention_resolutions]

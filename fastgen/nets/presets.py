@@ -90,6 +90,6 @@ PRESETS: dict[str, Callable[[], NetConfig]] = {
 
 def preset(name: str) -> NetConfig:
     """The named preset's config with its defaults."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise FastgenError(f"unknown network preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]()

@@ -24,7 +24,7 @@ def config_from_dict(data: Mapping[str, Any]) -> NetConfig:
     """Parse a ``to_dict()`` dict (its ``kind`` picks the config class) into a validated config."""
     if not isinstance(data, Mapping) or "kind" not in data:
         raise FastgenError(f"a network config must be a mapping with a 'kind' ({', '.join(NETWORKS)})")
-    if data["kind"] not in NETWORKS:
+    if not isinstance(data["kind"], str) or data["kind"] not in NETWORKS:
         raise FastgenError(f"unknown network kind {data['kind']!r}; known: {', '.join(NETWORKS)}")
     config_cls, _ = NETWORKS[data["kind"]]
     return config_cls.from_dict(data)

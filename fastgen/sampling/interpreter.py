@@ -16,11 +16,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from fastgen.diffusion import blur, pddpm, udpm
 from fastgen.diffusion.ddpm import AffineStepConstants
 from fastgen.errors import FastgenError
+from fastgen.progress import progress_bar
 from fastgen.sampling.noise import NoiseSource, philox_source, seed_words
 from fastgen.sampling.program import (
     AffineSteps,
@@ -225,7 +225,7 @@ class Interpreter:
         x = self._buffers[op.x]
         affine = isinstance(op.step, AffineSteps)
         steps = range(len(prepared["noise"]))
-        for i in tqdm(steps, desc=op.site, disable=not self._progress):
+        for i in progress_bar(steps, desc=op.site, disable=not self._progress):
             model_out = self._call(site, op.site, x, prepared["t"][i])
             z = self._draw(index, i, op.x) if prepared["noise"][i] else None
             if affine:

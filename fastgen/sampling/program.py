@@ -336,7 +336,7 @@ def _decode_op(index: int, data: object) -> Op:
     if not isinstance(data, Mapping):
         raise FastgenError(f"program op {index} must be a JSON object, got {type(data).__name__}")
     kind = data.get("op")
-    if kind not in OPS:
+    if not isinstance(kind, str) or kind not in OPS:
         raise FastgenError(f"program op {index}: unknown op {kind!r}; known: {', '.join(OPS)}")
     fields = {key: value for key, value in data.items() if key != "op"}
     try:
