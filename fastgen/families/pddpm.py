@@ -21,7 +21,8 @@ from fastgen.families.denoising import DenoisingObjective, denoiser_site, device
 from fastgen.nets.config import NetConfig
 from fastgen.sampling.program import Noise, Program, Renoise, Upsample
 
-PYRAMID_KEYS = {"resolutions", "t_f", "t_s", "dt_s"}
+SAMPLER_DEFAULT_KEYS = {"t_f", "t_s", "dt_s"}
+PYRAMID_KEYS = {"resolutions", *SAMPLER_DEFAULT_KEYS}
 CODING_CHANNELS = 4 * pddpm.NUM_FREQUENCIES  # sin/cos × (i, j) × L
 
 
@@ -44,9 +45,9 @@ class PDDPMFamily(Family):
         check_keys("[diffusion]", config.diffusion, SCHEDULE_KEYS | PYRAMID_KEYS)
         self.schedule = schedule_from({key: value for key, value in config.diffusion.items() if key in SCHEDULE_KEYS})
         self.resolutions = pyramid_of(self.image, config.diffusion)
-        # The recipe's sampler defaults (t_f, t_s, dt_s) are checked when the model is built, not at its first sample.
-        settings = self.pyramid_settings({})
-        pddpm.pyramid_steps(self.schedule, settings["coarse_steps"], settings["fine_steps"], settings["renoise_fraction"])
+        if SAMPLER_DEFAULT_KEYS & set(config.diffusion):  # a recipe's sampler defaults: checked now, not at the first sample
+            settings = self.pyramid_settings({})
+            pddpm.pyramid_steps(self.schedule, settings["coarse_steps"], settings["fine_steps"], settings["renoise_fraction"])
 
     @classmethod
     def network_configs(cls, image: ImageSpec, diffusion: Mapping[str, Any], model: Mapping[str, Any],

@@ -276,6 +276,7 @@ class Program:
         _expect(isinstance(buffers, Mapping) and all(_is_shape(s) for s in buffers.values()),
                 "program buffers must map names to shapes (lists of positive integers)")  # fmt: skip
         _expect(isinstance(data["ops"], list), "program ops must be a list")
+        _expect(isinstance(data["output"], str), f"program output must be a buffer name, got {data['output']!r}")
         ops = tuple(_decode_op(index, op) for index, op in enumerate(data["ops"]))
         return cls({name: tuple(shape) for name, shape in buffers.items()}, ops, data["output"])
 
@@ -342,7 +343,7 @@ def _decode_op(index: int, data: object) -> Op:
     try:
         if kind == DenoiseChain.kind:
             step_kind = fields.pop("step", None)
-            _expect(step_kind in STEPS, f"unknown step {step_kind!r}; known: {', '.join(STEPS)}")
+            _expect(isinstance(step_kind, str) and step_kind in STEPS, f"unknown step {step_kind!r}; known: {', '.join(STEPS)}")
             step_fields = {field.name for field in dataclasses.fields(STEPS[step_kind])}
             fields["step"] = _decode(STEPS[step_kind], {k: fields.pop(k) for k in list(fields) if k in step_fields})
         return _decode(OPS[kind], fields)
