@@ -4,7 +4,7 @@
 #   bash bench/gpu_session.sh bench   # fastgen bench: bf16 torch + graph, kernel bandwidth, fp32 torch (udpm, ddpm)
 #   bash bench/gpu_session.sh profile # torch.profiler op tables of the bf16 samplers (batch 1 and 256)
 #   bash bench/gpu_session.sh compile # the torch.compile + CUDA graph rows (BATCHES=256 by default, then BATCHES=1)
-#   bash bench/gpu_session.sh verify  # GPU tests of kernels, graph sampler and bench, then PDDPM + blur bf16 rows
+#   bash bench/gpu_session.sh verify  # GPU tests of kernels, graph sampler, bench and the C++ kit, then PDDPM + blur bf16 rows
 # The machine is bare and offline: wheels it lacks travel in .whl/ and Fashion-MNIST in .data/ (both carried,
 # both git-ignored; see bench/README.md). Everything it writes goes under $OUT (at most 8 files come back).
 set -uo pipefail
@@ -80,6 +80,12 @@ verify)
   timeout 330 python3 -m pytest --timeout 150 tests/test_kernels.py tests/test_accel.py tests/test_bench.py -q -rs \
     -p no:cacheprovider >"$OUT/gpu_tests.log" 2>&1
   tail -3 "$OUT/gpu_tests.log"
+  # The C++ kit's GPU path: nvcc build, its device ctests (step ops; GPU interpreter vs CPU, graph capture and
+  # replay), then the GPU kit vs the CPU kit for every family's bundle.
+  { cmake -S export -B build/export && cmake --build build/export -j8 &&
+    timeout 300 ctest --test-dir build/export -R 'Gpu' --output-on-failure &&
+    timeout 400 python3 -m pytest tests/test_cppkit.py -k gpu -q -rs -p no:cacheprovider; } >"$OUT/kit_gpu.log" 2>&1
+  tail -3 "$OUT/kit_gpu.log"
   timeout 240 python3 -m fastgen bench --families pddpm,blur --batch 1,64,256 --max-calls 5 --precision bf16 \
     --backend torch,graph --json "$OUT/h100_bf16_pddpm_blur.json" --plot "$OUT/h100_bf16_pddpm_blur.png"
   ;;

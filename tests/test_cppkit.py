@@ -88,6 +88,33 @@ def test_cpp_samples_equal_python(kit: Path, bundles: dict[str, Path], name: str
     assert (tmp_path / "cpp.png").stat().st_size > 0
 
 
+def _cuda_kit() -> str | None:
+    """Why the kit's GPU path cannot run here, or None when it can."""
+    import onnxruntime
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU"
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return "onnxruntime has no CUDA provider (pip install onnxruntime-gpu)"
+    return None
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_gpu_kit_samples_equal_the_cpu_kit(kit: Path, bundles: dict[str, Path], name: str, tmp_path: Path) -> None:
+    """The device-resident interpreter (--provider cuda) against the CPU one, per family; skips without a GPU."""
+    if (reason := _cuda_kit()) is not None:
+        pytest.skip(reason)
+    cpu = cpp_sample(kit, bundles[name], tmp_path / "cpu.npy", "--n", "3", "--seed", "11")
+    gpu = cpp_sample(kit, bundles[name], tmp_path / "gpu.npy", "--n", "3", "--seed", "11", "--provider", "cuda")
+    assert cpu.returncode == 0 and gpu.returncode == 0, cpu.stderr + gpu.stderr
+    from_cpu, from_gpu = np.load(tmp_path / "cpu.npy"), np.load(tmp_path / "gpu.npy")
+    scale = np.abs(from_cpu).max()
+    assert scale > 0.1  # the comparison can fail
+    # The device draws its normals with float32 Box–Muller and the CUDA provider's convolutions may use TF32.
+    difference = np.abs(from_gpu - from_cpu).max()
+    assert difference <= 5e-3 * max(1.0, scale), f"{name}: GPU vs CPU kit max abs difference {difference:.2e} (scale {scale:.1f})"
+
+
 def test_fastgen_sample_writes_the_same_raw_images(kit: Path, bundles: dict[str, Path], tmp_path: Path) -> None:
     bundle = bundles["udpm_box"]
     python = _run(sys.executable, "-m", "fastgen", "sample", bundle, "--n", "4", "--seed", "3", "--out", tmp_path / "py.npy")

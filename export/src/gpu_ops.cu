@@ -1,6 +1,10 @@
 #include "gpu_ops.hpp"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <stdexcept>
 
 #include "philox.cuh"
 #include "steps.cuh"
@@ -9,12 +13,13 @@ namespace fastgen::kit::gpu {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMaxTaps = 16 * 16;  // γ ≤ 16
+constexpr int kMaxTaps = kMaxGamma * kMaxGamma;
 
 unsigned blocks_for(std::int64_t work) { return static_cast<unsigned>((work + kThreads - 1) / kThreads < 65535 ? (work + kThreads - 1) / kThreads : 65535); }
 cudaStream_t as_stream(Stream stream) { return static_cast<cudaStream_t>(stream); }
 
-__global__ void normals_kernel(fg_u64 seed, fg_u64 offset, std::int64_t count, float* out) {
+__global__ void normals_kernel(const fg_u64* seed_word, fg_u64 offset, std::int64_t count, float* out) {
+    const fg_u64 seed = *seed_word;
     for (std::int64_t g = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; 4 * g < count;
          g += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
         float n[4];
@@ -72,10 +77,77 @@ __global__ void renoise_kernel(const float* x, const float* z, float signal, flo
         out[i] = fg_renoise(x[i], z[i], signal, noise_scale);
 }
 
+__global__ void scale_kernel(const float* x, float factor, std::int64_t count, float* out) {
+    for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
+         i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+        out[i] = x[i] * factor;
+}
+
+__global__ void fill_kernel(float value, std::int64_t count, float* out) {
+    for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
+         i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+        out[i] = value;
+}
+
+// One conversion kernel per element type: `From` → `To` by `convert`.
+template <typename From, typename To, typename Convert>
+__global__ void convert_kernel(const From* in, std::int64_t count, To* out, Convert convert) {
+    for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
+         i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+        out[i] = convert(in[i]);
+}
+
+template <typename From, typename To, typename Convert>
+void convert(const void* in, std::int64_t count, void* out, Convert convert, Stream stream) {
+    convert_kernel<<<blocks_for(count), kThreads, 0, as_stream(stream)>>>(static_cast<const From*>(in), count, static_cast<To*>(out), convert);
+}
+
+struct FloatToHalf {
+    __device__ __half operator()(float x) const { return __float2half_rn(x); }
+};
+struct FloatToBfloat16 {
+    __device__ __nv_bfloat16 operator()(float x) const { return __float2bfloat16_rn(x); }
+};
+struct FloatToInt64 {
+    __device__ long long operator()(float x) const { return static_cast<long long>(x); }
+};
+struct FloatToInt32 {
+    __device__ int operator()(float x) const { return static_cast<int>(x); }
+};
+struct HalfToFloat {
+    __device__ float operator()(__half x) const { return __half2float(x); }
+};
+struct Bfloat16ToFloat {
+    __device__ float operator()(__nv_bfloat16 x) const { return __bfloat162float(x); }
+};
+
 }  // namespace
 
-void draw_normals(std::uint64_t seed, std::uint32_t op, std::uint32_t draw, std::int64_t count, float* out, Stream stream) {
-    normals_kernel<<<blocks_for((count + 3) / 4), kThreads, 0, as_stream(stream)>>>(seed, (static_cast<fg_u64>(op) << 32) | draw, count, out);
+void draw_normals(const std::uint64_t* seed, std::uint32_t op, std::uint32_t draw, std::int64_t count, float* out, Stream stream) {
+    normals_kernel<<<blocks_for((count + 3) / 4), kThreads, 0, as_stream(stream)>>>(reinterpret_cast<const fg_u64*>(seed),
+                                                                                     (static_cast<fg_u64>(op) << 32) | draw, count, out);
+}
+
+void scale(const float* x, float factor, std::int64_t count, float* out, Stream stream) {
+    scale_kernel<<<blocks_for(count), kThreads, 0, as_stream(stream)>>>(x, factor, count, out);
+}
+
+void fill(float value, std::int64_t count, float* out, Stream stream) {
+    fill_kernel<<<blocks_for(count), kThreads, 0, as_stream(stream)>>>(value, count, out);
+}
+
+void from_float(const float* in, std::int64_t count, const std::string& dtype, void* out, Stream stream) {
+    if (dtype == "float16") return convert<float, __half>(in, count, out, FloatToHalf{}, stream);
+    if (dtype == "bfloat16") return convert<float, __nv_bfloat16>(in, count, out, FloatToBfloat16{}, stream);
+    if (dtype == "int64") return convert<float, long long>(in, count, out, FloatToInt64{}, stream);
+    if (dtype == "int32") return convert<float, int>(in, count, out, FloatToInt32{}, stream);
+    throw std::invalid_argument("no device conversion from float32 to " + dtype);
+}
+
+void to_float(const void* in, std::int64_t count, const std::string& dtype, float* out, Stream stream) {
+    if (dtype == "float16") return convert<__half, float>(in, count, out, HalfToFloat{}, stream);
+    if (dtype == "bfloat16") return convert<__nv_bfloat16, float>(in, count, out, Bfloat16ToFloat{}, stream);
+    throw std::invalid_argument("no device conversion from " + dtype + " to float32");
 }
 
 void affine_step(const float* x, const float* model_out, const float* z, std::int64_t count, float a, float b, bool clip, float p,

@@ -4,8 +4,11 @@
 
 #include <onnxruntime_cxx_api.h>
 
+#include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <numeric>
 
@@ -154,6 +157,52 @@ void append_nv_tensorrt_rtx(Ort::Env& env, Ort::SessionOptions& options, int dev
     options.AppendExecutionProvider_V2(env, chosen, std::unordered_map<std::string, std::string>{});
 }
 
+// The provider that runs engines of `flavour` (manifest engine records): its EPContext source name, or "" if none.
+const char* engine_source(Provider provider, const std::string& flavour) {
+    if (provider == Provider::tensorrt && flavour == "tensorrt") return "TensorrtExecutionProvider";
+    if (provider == Provider::nv_tensorrt_rtx && flavour == "tensorrt_rtx") return "NvTensorRTRTXExecutionProvider";
+    return "";
+}
+
+// A session over the site's serialized TensorRT engine: an in-memory ONNX model (ONNX Runtime's model editor API)
+// of one com.microsoft EPContext node that embeds the engine (embed_mode 1), so the TensorRT / NvTensorRTRTX
+// provider deserializes the bundle's engine instead of building its own from the ONNX graph. The node's inputs
+// and outputs are the site's, with a dynamic batch: the names the engine was built with from the same graph.
+Ort::Session engine_session(Ort::Env& env, const Manifest& manifest, const SiteRecord& record, const Ort::SessionOptions& options,
+                            const char* source) {
+    const std::string path = manifest.path_of(record.engine->file);
+    std::ifstream file(path, std::ios::binary);
+    const std::string engine((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    if (!file.good() && !file.eof()) runtime_error("cannot read " + path);
+    if (engine.size() > static_cast<std::size_t>(INT_MAX)) fail(FASTGEN_ERROR_UNSUPPORTED, path + " is over 2 GiB, more than an EPContext node holds");
+    auto value_info = [&record](const TensorSpec& spec) {
+        std::vector<std::int64_t> shape{-1};
+        shape.insert(shape.end(), spec.shape.begin(), spec.shape.end());
+        const std::vector<std::string> names(shape.size(), "batch");
+        const Ort::TensorTypeAndShapeInfo tensor(element_type(spec.dtype, spec.name + " of site " + record.name), shape, &names);
+        const Ort::TypeInfo type = Ort::TypeInfo::CreateTensorInfo(tensor.GetConst());
+        return Ort::ValueInfo(spec.name, type.GetConst());
+    };
+    std::vector<Ort::ValueInfo> inputs, outputs;
+    std::vector<std::string> input_names;
+    for (const TensorSpec& spec : record.inputs) inputs.push_back(value_info(spec)), input_names.push_back(spec.name);
+    outputs.push_back(value_info(record.output));
+    const std::int64_t one = 1;
+    std::vector<Ort::OpAttr> attributes;
+    attributes.emplace_back("main_context", &one, 1, ORT_OP_ATTR_INT);
+    attributes.emplace_back("embed_mode", &one, 1, ORT_OP_ATTR_INT);
+    attributes.emplace_back("ep_cache_context", engine.data(), static_cast<int>(engine.size()), ORT_OP_ATTR_STRING);
+    attributes.emplace_back("source", source, static_cast<int>(std::strlen(source)), ORT_OP_ATTR_STRING);
+    Ort::Node node("EPContext", "com.microsoft", record.name + "_engine", input_names, {record.output.name}, attributes);
+    Ort::Graph graph;
+    graph.SetInputs(inputs);
+    graph.SetOutputs(outputs);
+    graph.AddNode(node);
+    Ort::Model model({{"", 17}, {"com.microsoft", 1}});
+    model.AddGraph(graph);
+    return Ort::Session(env, model, options);
+}
+
 }  // namespace
 
 Provider provider_from_name(const std::string& name) {
@@ -184,7 +233,7 @@ struct Site::State {
     Ort::Session session{nullptr};
     std::vector<ONNXTensorElementDataType> input_types;
     ONNXTensorElementDataType output_type{};
-    Ort::MemoryInfo memory{nullptr};
+    Ort::MemoryInfo host_memory{nullptr}, device_memory{nullptr};  // device_memory: GPU providers only
     std::vector<std::vector<unsigned char>> staging;  // host inputs converted to the graph's types
     std::vector<unsigned char> output_staging;
 };
@@ -223,11 +272,22 @@ Site::Site(const Manifest& manifest, const SiteRecord& record, const RuntimeOpti
                       lib.base->GetVersionString() + " (" + message.substr(0, message.find('\n')).substr(0, 200) +
                       "); install an ONNX Runtime with it (e.g. pip install onnxruntime-gpu) or use provider cpu");
     }
+    const char* source = record.engine ? engine_source(options.provider, record.engine->flavour) : "";
+    if (*source) {
+        try {
+            state_->session = engine_session(*lib.env, manifest, record, session_options, source);
+        } catch (const Ort::Exception& error) {
+            std::string message = error.what();
+            runtime_error(provider_name(options.provider) + " cannot run the engine " + record.engine->file + " (" +
+                          message.substr(0, message.find('\n')).substr(0, 200) + "); it needs the TensorRT " + record.engine->version +
+                          " it was built with and a GPU it targets (fastgen check BUNDLE), or re-export the bundle here");
+        }
+    }
     try {
-        state_->session = Ort::Session(*lib.env, path.c_str(), session_options);
-        state_->memory = provider_is_gpu(options.provider)
-                             ? Ort::MemoryInfo("Cuda", OrtDeviceAllocator, options.device, OrtMemTypeDefault)
-                             : Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+        if (!*source) state_->session = Ort::Session(*lib.env, path.c_str(), session_options);
+        state_->host_memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+        if (provider_is_gpu(options.provider))
+            state_->device_memory = Ort::MemoryInfo("Cuda", OrtDeviceAllocator, options.device, OrtMemTypeDefault);
     } catch (const Ort::Exception& error) {
         std::string message = error.what();
         message = message.substr(0, message.find('\n')).substr(0, 200);
@@ -241,35 +301,52 @@ Site::~Site() = default;
 void Site::run(std::int64_t batch, const std::vector<const float*>& inputs, float* output) {
     if (inputs.size() != record_.inputs.size())
         fail(FASTGEN_ERROR_INTERNAL, "site " + record_.name + " takes " + std::to_string(record_.inputs.size()) + " inputs");
+    state_->staging.resize(inputs.size());
+    std::vector<const void*> typed;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        const auto count = static_cast<std::size_t>(batch * elements(record_.inputs[i].shape));
+        const ONNXTensorElementDataType type = state_->input_types[i];
+        std::vector<unsigned char>& buffer = state_->staging[i];
+        buffer.resize(count * element_size(type));
+        convert_from_float(inputs[i], count, type, buffer.data());
+        typed.push_back(buffer.data());
+    }
+    const auto count = static_cast<std::size_t>(batch * elements(record_.output.shape));
+    void* out = output;
+    if (state_->output_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        state_->output_staging.resize(count * element_size(state_->output_type));
+        out = state_->output_staging.data();
+    }
+    bind_and_run(batch, typed, out, state_->host_memory);
+    if (out != output) convert_to_float(out, count, state_->output_type, output);
+}
+
+void Site::run_device(std::int64_t batch, const std::vector<const void*>& inputs, void* output) {
+    if (!state_->device_memory) fail(FASTGEN_ERROR_INTERNAL, "site " + record_.name + " was not opened with a GPU provider");
+    bind_and_run(batch, inputs, output, state_->device_memory);
+}
+
+void Site::bind_and_run(std::int64_t batch, const std::vector<const void*>& inputs, void* output, const OrtMemoryInfo* memory) {
+    if (inputs.size() != record_.inputs.size())
+        fail(FASTGEN_ERROR_INTERNAL, "site " + record_.name + " takes " + std::to_string(record_.inputs.size()) + " inputs");
     try {
         Ort::IoBinding binding(state_->session);
-        state_->staging.resize(inputs.size());
         std::vector<Ort::Value> values;
         for (std::size_t i = 0; i < inputs.size(); ++i) {
             const TensorSpec& spec = record_.inputs[i];
             std::vector<std::int64_t> shape{batch};
             shape.insert(shape.end(), spec.shape.begin(), spec.shape.end());
-            const auto count = static_cast<std::size_t>(elements(shape));
             const ONNXTensorElementDataType type = state_->input_types[i];
-            std::vector<unsigned char>& buffer = state_->staging[i];
-            buffer.resize(count * element_size(type));
-            convert_from_float(inputs[i], count, type, buffer.data());
-            values.push_back(Ort::Value::CreateTensor(state_->memory, buffer.data(), buffer.size(), shape.data(), shape.size(), type));
+            const std::size_t bytes = static_cast<std::size_t>(elements(shape)) * element_size(type);
+            values.push_back(Ort::Value::CreateTensor(memory, const_cast<void*>(inputs[i]), bytes, shape.data(), shape.size(), type));
             binding.BindInput(spec.name.c_str(), values.back());
         }
         std::vector<std::int64_t> shape{batch};
         shape.insert(shape.end(), record_.output.shape.begin(), record_.output.shape.end());
-        const auto count = static_cast<std::size_t>(elements(shape));
-        void* out = output;
-        if (state_->output_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-            state_->output_staging.resize(count * element_size(state_->output_type));
-            out = state_->output_staging.data();
-        }
-        Ort::Value result = Ort::Value::CreateTensor(state_->memory, out, count * element_size(state_->output_type), shape.data(),
-                                                     shape.size(), state_->output_type);
+        const std::size_t bytes = static_cast<std::size_t>(elements(shape)) * element_size(state_->output_type);
+        Ort::Value result = Ort::Value::CreateTensor(memory, output, bytes, shape.data(), shape.size(), state_->output_type);
         binding.BindOutput(record_.output.name.c_str(), result);
         state_->session.Run(Ort::RunOptions{nullptr}, binding);
-        if (out != output) convert_to_float(out, count, state_->output_type, output);
     } catch (const Ort::Exception& error) {
         runtime_error("onnxruntime failed running site " + record_.name + " (" + record_.file + "): " + error.what());
     }

@@ -9,6 +9,8 @@
 
 #include "manifest.hpp"
 
+struct OrtMemoryInfo;  // ONNX Runtime's C type (onnxruntime_c_api.h)
+
 namespace fastgen::kit {
 
 // Execution providers selectable by name at run time.
@@ -24,9 +26,11 @@ struct RuntimeOptions {
     std::string library;  // libonnxruntime to load ("" = the default search, see onnxruntime.cpp)
 };
 
-// One opened graph of the bundle. `run` takes its inputs as float32 in the site's input order and converts
-// them to the graph's input types (timesteps to int64 …), as fastgen.runtime.BundleSite does. Buffers are host
-// memory bound through IO binding; GPU providers copy them to the device and back (no device-resident path yet).
+// One opened graph of the bundle. `run` takes its inputs as float32 host buffers in the site's input order and
+// converts them to the graph's input types (timesteps to int64 …), as fastgen.runtime.BundleSite does; a GPU
+// provider copies them to the device and back. The TensorRT providers run a site's `.plan` engine of their flavour
+// where the bundle has one (an EPContext model, see onnxruntime.cpp). `run_device` binds CUDA device buffers already in the graph's
+// types through IO binding (OrtMemoryInfo "Cuda"), so nothing passes through the host (the GPU interpreter's way).
 class Site {
 public:
     Site(const Manifest& manifest, const SiteRecord& record, const RuntimeOptions& options);
@@ -36,8 +40,11 @@ public:
 
     const SiteRecord& record() const { return record_; }
     void run(std::int64_t batch, const std::vector<const float*>& inputs, float* output);
+    // Needs a GPU provider; returns when the outputs are written (ONNX Runtime synchronises its stream at the run's end).
+    void run_device(std::int64_t batch, const std::vector<const void*>& inputs, void* output);
 
 private:
+    void bind_and_run(std::int64_t batch, const std::vector<const void*>& inputs, void* output, const OrtMemoryInfo* memory);
     struct State;
     SiteRecord record_;
     std::unique_ptr<State> state_;

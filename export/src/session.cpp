@@ -1,6 +1,9 @@
 #include "session.hpp"
 
 #include "error.hpp"
+#ifdef FASTGEN_WITH_CUDA
+#include "gpu_program.hpp"
+#endif
 
 namespace fastgen::kit {
 
@@ -19,6 +22,13 @@ std::unique_ptr<Session> Session::open(const std::string& path, const RuntimeOpt
         session->sites[record.name] = std::move(function);
     }
     session->program = parse_program(read_program_json(manifest), manifest.path_of(manifest.program), session->sites);
+#ifdef FASTGEN_WITH_CUDA
+    if (provider_is_gpu(runtime.provider)) {
+        std::map<std::string, Site*> sites;
+        for (const std::unique_ptr<Site>& site : session->opened) sites[site->record().name] = site.get();
+        session->gpu = std::make_shared<GpuProgram>(session->program, session->sites, std::move(sites), runtime.device);
+    }
+#endif
     return session;
 }
 
@@ -31,7 +41,10 @@ std::int64_t Session::image_elements() const {
 void Session::sample(std::int64_t n, std::uint64_t seed, float* images, const Progress& progress) const {
     if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
     if (runs_engines()) check_engine_batch(manifest, n);
-    run_program(program, sites, n, seed, images, progress);
+    if (gpu)
+        gpu->run(n, seed, images, progress);
+    else
+        run_program(program, sites, n, seed, images, progress);
 }
 
 }  // namespace fastgen::kit

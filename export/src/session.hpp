@@ -12,12 +12,15 @@
 
 namespace fastgen::kit {
 
+class GpuProgram;
+
 struct Session {
     Manifest manifest;
     RuntimeOptions runtime;
     std::vector<std::unique_ptr<Site>> opened;
     Sites sites;
     Program program;
+    std::shared_ptr<GpuProgram> gpu;  // the device-resident interpreter: a CUDA build opened with a GPU provider
 
     // Reads and checks the bundle `path` (hashes when `verify`), opens every site, parses the program.
     static std::unique_ptr<Session> open(const std::string& path, const RuntimeOptions& runtime, bool verify);

@@ -5,10 +5,16 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <memory>
+#include <string>
 #include <vector>
 
+#include "error.hpp"
 #include "gpu_ops.hpp"
+#include "gpu_program.hpp"
 #include "ops.hpp"
+#include "session.hpp"
 
 namespace {
 
@@ -56,8 +62,13 @@ TEST(GpuOps, NoiseMatchesTheHostContract) {
     REQUIRE_GPU();
     const std::int64_t count = 1001;
     DeviceBuffer device(static_cast<std::size_t>(count));
-    fastgen::kit::gpu::draw_normals(42, 3, 0, count, device.data, nullptr);
+    std::uint64_t* seed = nullptr;
+    const std::uint64_t host_seed = 42;
+    cudaMalloc(&seed, sizeof(host_seed));
+    cudaMemcpy(seed, &host_seed, sizeof(host_seed), cudaMemcpyHostToDevice);
+    fastgen::kit::gpu::draw_normals(seed, 3, 0, count, device.data, nullptr);
     EXPECT_LE(max_difference(device.host(), normals(count, 3)), 2e-5);  // float32 Box–Muller vs the float64 reference
+    cudaFree(seed);
 }
 
 TEST(GpuOps, StepsMatchTheCpuOps) {
@@ -86,4 +97,55 @@ TEST(GpuOps, StepsMatchTheCpuOps) {
     fastgen::kit::renoise(x.data(), z.data(), 0.6f, 0.8f, high.count(), expected.data());
     fastgen::kit::gpu::renoise(dx.data, dz.data, 0.6f, 0.8f, high.count(), out.data, nullptr);
     EXPECT_LE(max_difference(out.host(), expected), 1e-6);
+}
+
+TEST(GpuOps, TimestepsReachTheSitesAsTheHostConvertsThem) {
+    REQUIRE_GPU();
+    const std::int64_t batch = 5;
+    DeviceBuffer t(static_cast<std::size_t>(batch));
+    fastgen::kit::gpu::fill(41.75f, batch, t.data, nullptr);
+    std::int64_t* converted = nullptr;
+    cudaMalloc(&converted, batch * sizeof(std::int64_t));
+    fastgen::kit::gpu::from_float(t.data, batch, "int64", converted, nullptr);
+    std::vector<std::int64_t> host(static_cast<std::size_t>(batch));
+    cudaDeviceSynchronize();
+    cudaMemcpy(host.data(), converted, batch * sizeof(std::int64_t), cudaMemcpyDeviceToHost);
+    cudaFree(converted);
+    for (std::int64_t value : host) EXPECT_EQ(value, 41);  // truncation toward zero, as torch's .to(int64)
+}
+
+// The device-resident interpreter (a real bundle through ONNX Runtime's CUDA provider) against the CPU one; the
+// second and third samples of a batch size capture and replay the CUDA graphs and must draw the first one's images.
+TEST(GpuProgram, SamplesEqualTheCpuInterpreterAndReplaysItsGraphs) {
+    REQUIRE_GPU();
+    const char* fixtures = std::getenv("FASTGEN_FIXTURE_DIR");
+    if (fixtures == nullptr) GTEST_SKIP() << "FASTGEN_FIXTURE_DIR is not set (ctest runs make_fixtures.py first)";
+    const std::string bundle = std::string(fixtures) + "/udpm_bundle";
+    fastgen::kit::RuntimeOptions cpu, cuda;
+    cpu.threads = 1;
+    cuda.provider = fastgen::kit::Provider::cuda;
+    std::unique_ptr<fastgen::kit::Session> on_gpu;
+    try {
+        on_gpu = fastgen::kit::Session::open(bundle, cuda, true);
+    } catch (const fastgen::kit::Failure& failure) {
+        if (std::string(failure.what()).find("is not available") != std::string::npos) GTEST_SKIP() << failure.what();
+        throw;
+    }
+    ASSERT_TRUE(on_gpu->gpu);
+    const auto on_cpu = fastgen::kit::Session::open(bundle, cpu, true);
+    const std::int64_t n = 2;
+    const auto size = static_cast<std::size_t>(n * on_cpu->image_elements());
+    std::vector<float> expected(size), first(size), images(size);
+    on_cpu->sample(n, 5, expected.data());
+    on_gpu->sample(n, 5, first.data());  // eager: allocates
+    // Float32 Box–Muller on the device and the CUDA provider's convolutions (TF32 where the GPU has it) round differently.
+    EXPECT_LE(max_difference(first, expected), 5e-3);
+    for (int sample = 0; sample < 2; ++sample) {  // captures, then replays
+        on_gpu->sample(n, 5, images.data());
+        EXPECT_LE(max_difference(images, first), 1e-6);
+    }
+    on_gpu->sample(n, 6, images.data());  // a replay draws the new seed's noise
+    on_cpu->sample(n, 6, expected.data());
+    EXPECT_LE(max_difference(images, expected), 5e-3);
+    EXPECT_GT(max_difference(images, first), 1e-2);
 }

@@ -1,0 +1,49 @@
+// The sampling program on a CUDA GPU (built with nvcc, run with a GPU provider): every program buffer lives in
+// device memory, sites read and write it through ONNX Runtime's IO binding, the step ops are gpu_ops.cu's kernels
+// and the noise is drawn on the device under the program's Philox contract; one copy to the caller at the end.
+//
+// CUDA graphs: per batch size, the first sample runs eagerly (it allocates the buffers), the second captures each
+// run of step ops between two network calls into a graph, and later samples replay those graphs. The network
+// calls themselves stay outside: ONNX Runtime runs them on its own stream and synchronises it inside Run, which a
+// stream capture does not allow, so no graph spans a call. (ORT's own CUDA-graph option, enable_cuda_graph, would
+// capture a session's Run for fixed addresses; the kit does not turn it on.)
+//
+// The ops that need FFTs (filtered noise, udpm_matheron, blur chains) have no device version yet (no cuFFT in this
+// build): they run on the host, as the CPU interpreter runs them, and their buffers are copied down and back up.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "onnxruntime.hpp"
+#include "program.hpp"
+
+namespace fastgen::kit {
+
+class GpuProgram {
+public:
+    // `program` and the sites must outlive this; `host_sites` are the same sites as the host interpreter calls them.
+    GpuProgram(const Program& program, const Sites& host_sites, std::map<std::string, Site*> sites, int device);
+    ~GpuProgram();
+    GpuProgram(const GpuProgram&) = delete;
+    GpuProgram& operator=(const GpuProgram&) = delete;
+
+    // As run_program: `batch` images for `seed` into the host buffer `out`. One sample at a time per GpuProgram.
+    void run(std::int64_t batch, std::uint64_t seed, float* out, const Progress& progress);
+
+private:
+    struct Workspace;
+    class Run;
+    const Program& program_;
+    const Sites& host_sites_;
+    std::map<std::string, Site*> sites_;
+    int device_;
+    void* stream_ = nullptr;  // cudaStream_t
+    std::map<std::int64_t, std::unique_ptr<Workspace>> workspaces_;  // per batch size
+    std::mutex running_;
+};
+
+}  // namespace fastgen::kit
