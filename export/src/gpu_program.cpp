@@ -188,6 +188,9 @@ private:
                                                  : workspace_.get("site " + name + " output", static_cast<std::size_t>(n) * dtype_size(output.dtype));
         synchronize();
         site.run_device(batch_, typed, result);
+        // ONNX Runtime synchronises its own stream at the end of Run by default; waiting for the device here keeps
+        // the next kernels correct whatever stream and setting the provider used.
+        check(cudaDeviceSynchronize(), "waiting for site " + name);
         called();
         if (result != out) kernels([&] { gpu::to_float(result, n, output.dtype, out, stream()); });
     }

@@ -41,10 +41,10 @@ std::int64_t Session::image_elements() const {
 void Session::sample(std::int64_t n, std::uint64_t seed, float* images, const Progress& progress) const {
     if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
     if (runs_engines()) check_engine_batch(manifest, n);
-    if (gpu)
-        gpu->run(n, seed, images, progress);
-    else
-        run_program(program, sites, n, seed, images, progress);
+#ifdef FASTGEN_WITH_CUDA
+    if (gpu) return gpu->run(n, seed, images, progress);
+#endif
+    run_program(program, sites, n, seed, images, progress);
 }
 
 }  // namespace fastgen::kit
