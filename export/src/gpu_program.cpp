@@ -168,8 +168,8 @@ private:
 
     // Runs site `name` on float32 device inputs into `out`, converting to and from the graph's types on the device.
     void call(const std::string& name, const std::vector<const float*>& inputs, float* out) {
-        Site& site = *owner_.sites_.at(name);
-        const SiteRecord& record = site.record();
+        const DeviceSite& site = owner_.sites_.at(name);
+        const SiteRecord& record = site.record;
         std::vector<const void*> typed;
         for (std::size_t i = 0; i < inputs.size(); ++i) {
             const TensorSpec& spec = record.inputs[i];
@@ -187,7 +187,7 @@ private:
         void* result = output.dtype == "float32" ? static_cast<void*>(out)
                                                  : workspace_.get("site " + name + " output", static_cast<std::size_t>(n) * dtype_size(output.dtype));
         synchronize();
-        site.run_device(batch_, typed, result);
+        site.run(batch_, typed, result);
         // ONNX Runtime synchronises its own stream at the end of Run by default; waiting for the device here keeps
         // the next kernels correct whatever stream and setting the provider used.
         check(cudaDeviceSynchronize(), "waiting for site " + name);
@@ -283,7 +283,7 @@ private:
     std::size_t next_graph_ = 0;
 };
 
-GpuProgram::GpuProgram(const Program& program, const Sites& host_sites, std::map<std::string, Site*> sites, int device)
+GpuProgram::GpuProgram(const Program& program, const Sites& host_sites, DeviceSites sites, int device)
     : program_(program), host_sites_(host_sites), sites_(std::move(sites)), device_(device) {
     for (const Op& op : program.ops)
         if (const auto* posterior = std::get_if<PosteriorOp>(&op); posterior && posterior->constants.gamma > gpu::kMaxGamma)

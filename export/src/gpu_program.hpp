@@ -13,20 +13,29 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "onnxruntime.hpp"
 #include "program.hpp"
 
 namespace fastgen::kit {
 
+// A site as the GPU interpreter calls it: device buffers in the record's types and shapes (with batch first).
+struct DeviceSite {
+    SiteRecord record;
+    std::function<void(std::int64_t batch, const std::vector<const void*>& inputs, void* output)> run;
+};
+using DeviceSites = std::map<std::string, DeviceSite>;
+
 class GpuProgram {
 public:
     // `program` and the sites must outlive this; `host_sites` are the same sites as the host interpreter calls them.
-    GpuProgram(const Program& program, const Sites& host_sites, std::map<std::string, Site*> sites, int device);
+    GpuProgram(const Program& program, const Sites& host_sites, DeviceSites sites, int device);
     ~GpuProgram();
     GpuProgram(const GpuProgram&) = delete;
     GpuProgram& operator=(const GpuProgram&) = delete;
@@ -39,7 +48,7 @@ private:
     class Run;
     const Program& program_;
     const Sites& host_sites_;
-    std::map<std::string, Site*> sites_;
+    DeviceSites sites_;
     int device_;
     void* stream_ = nullptr;  // cudaStream_t
     std::map<std::int64_t, std::unique_ptr<Workspace>> workspaces_;  // per batch size

@@ -24,8 +24,13 @@ std::unique_ptr<Session> Session::open(const std::string& path, const RuntimeOpt
     session->program = parse_program(read_program_json(manifest), manifest.path_of(manifest.program), session->sites);
 #ifdef FASTGEN_WITH_CUDA
     if (provider_is_gpu(runtime.provider)) {
-        std::map<std::string, Site*> sites;
-        for (const std::unique_ptr<Site>& site : session->opened) sites[site->record().name] = site.get();
+        DeviceSites sites;
+        for (const std::unique_ptr<Site>& opened : session->opened) {
+            Site* site = opened.get();
+            sites[site->record().name] = {site->record(), [site](std::int64_t batch, const std::vector<const void*>& inputs, void* output) {
+                                              site->run_device(batch, inputs, output);
+                                          }};
+        }
         session->gpu = std::make_shared<GpuProgram>(session->program, session->sites, std::move(sites), runtime.device);
     }
 #endif

@@ -6,11 +6,13 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "error.hpp"
+#include "fake_sites.hpp"
 #include "gpu_ops.hpp"
 #include "gpu_program.hpp"
 #include "ops.hpp"
@@ -149,3 +151,62 @@ TEST(GpuProgram, SamplesEqualTheCpuInterpreterAndReplaysItsGraphs) {
     EXPECT_LE(max_difference(images, expected), 5e-3);
     EXPECT_GT(max_difference(images, first), 1e-2);
 }
+
+// The GPU interpreter over make_fixtures.py's fake sites (run on the host between device copies, so this needs no
+// ONNX Runtime with a GPU provider) against the CPU interpreter, for every fixture program; the second and third
+// samples capture and replay the CUDA graphs and must give the first one's images exactly.
+class GpuFixture : public testing::TestWithParam<const char*> {};
+
+TEST_P(GpuFixture, EqualsTheCpuInterpreterAndReplaysItsGraphs) {
+    REQUIRE_GPU();
+    const char* fixtures = std::getenv("FASTGEN_FIXTURE_DIR");
+    if (fixtures == nullptr) GTEST_SKIP() << "FASTGEN_FIXTURE_DIR is not set (ctest runs make_fixtures.py first)";
+    std::ifstream stream(std::string(fixtures) + "/" + GetParam() + ".json");
+    const nlohmann::json fixture = nlohmann::json::parse(stream);
+    const fastgen::kit::Sites sites = fastgen::test::fake_sites(fixture["program"]);
+    const fastgen::kit::Program program = fastgen::kit::parse_program(fixture["program"], GetParam(), sites);
+    fastgen::kit::DeviceSites device_sites;
+    for (const auto& entry : sites) {
+        const fastgen::kit::SiteFunction* function = &entry.second;
+        fastgen::kit::SiteRecord record;
+        record.name = entry.first;
+        for (const auto& shape : function->inputs) record.inputs.push_back({"input", shape, "float32"});
+        record.output = {"output", function->output, "float32"};
+        auto elements = [](const std::vector<std::int64_t>& shape) {
+            std::int64_t count = 1;
+            for (std::int64_t size : shape) count *= size;
+            return static_cast<std::size_t>(count);
+        };
+        device_sites[entry.first] = {record, [function, record, elements](std::int64_t batch, const std::vector<const void*>& inputs, void* output) {
+                                         std::vector<std::vector<float>> host;
+                                         for (std::size_t i = 0; i < inputs.size(); ++i) {
+                                             host.emplace_back(static_cast<std::size_t>(batch) * elements(record.inputs[i].shape));
+                                             cudaMemcpy(host.back().data(), inputs[i], host.back().size() * sizeof(float), cudaMemcpyDeviceToHost);
+                                         }
+                                         std::vector<const float*> pointers;
+                                         for (const std::vector<float>& values : host) pointers.push_back(values.data());
+                                         std::vector<float> result(static_cast<std::size_t>(batch) * elements(record.output.shape));
+                                         function->run(batch, pointers, result.data());
+                                         cudaMemcpy(output, result.data(), result.size() * sizeof(float), cudaMemcpyHostToDevice);
+                                     }};
+    }
+    fastgen::kit::GpuProgram gpu(program, sites, device_sites, 0);
+    const std::int64_t batch = fixture["batch"];
+    const auto seed = fixture["seed"].get<std::uint64_t>();
+    std::int64_t count = batch;
+    for (std::int64_t size : fastgen::kit::output_shape(program)) count *= size;
+    std::vector<float> expected(static_cast<std::size_t>(count)), first(expected.size()), images(expected.size());
+    fastgen::kit::run_program(program, sites, batch, seed, expected.data());
+    gpu.run(batch, seed, first.data(), {});
+    double scale = 0.0;
+    for (float value : expected) scale = std::max(scale, std::abs(static_cast<double>(value)));
+    EXPECT_LE(max_difference(first, expected), 1e-4 * std::max(1.0, scale)) << "float32 Box–Muller on the device";
+    for (int sample = 0; sample < 2; ++sample) {  // captures, then replays
+        gpu.run(batch, seed, images.data(), {});
+        EXPECT_EQ(max_difference(images, first), 0.0);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, GpuFixture,
+                         testing::Values("udpm_box", "udpm_gaussian", "ddpm_ancestral", "ddim_clip", "blur_fourier", "blur_dct", "pddpm",
+                                         "udpm_posterior_gamma3", "dct_noise_upsample_renoise"));
