@@ -5,39 +5,30 @@ Each function is what one ``fastgen`` verb calls, so everything the CLI does a s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from fastgen.errors import FastgenError
-from fastgen.families import CallSite, Family, ImageSpec, ModelConfig, Sites, build_family, family_class, module_sites
+from fastgen.families import build_family
 from fastgen.families.base import check_keys
 from fastgen.memory import check_fits, largest_activation, sampler_bytes
+# Loading lives below the runtime, export and bench layers; the API offers it as its own (explicit re-exports).
+from fastgen.models import LoadedModel as LoadedModel
+from fastgen.models import load_model as load_model
+from fastgen.models import model_config_from_recipe as model_config_from_recipe
+from fastgen.models import parse_device as parse_device
+from fastgen.models import resolve_device as resolve_device
 from fastgen.outputs import NPY, PNG, RUN, TORCH_FILE, check_output, write_file
-from fastgen.training import load_for_inference, load_recipe
+from fastgen.training import load_recipe
 from fastgen.training import train as run_training
 from fastgen.training.recipe import MAX_SEED
 
-MODEL_KEYS = {"family", "resolution", "channels"}
 # The recipe sections a training run reads: [run] and [optim] (the engine), the rest (the model family, the data).
 RECIPE_SECTIONS = {"run", "optim", "model", "diffusion", "loss", "data"}
-
-
-def model_config_from_recipe(sections: Mapping[str, Any]) -> ModelConfig:
-    """The model a recipe describes: ``[model]`` (family, resolution, channels, networks), ``[diffusion]``, ``[loss]``."""
-    model = dict(sections.get("model", {}))
-    missing = sorted(MODEL_KEYS - set(model))
-    if missing:
-        raise FastgenError(f"recipe [model] needs {', '.join(missing)} (e.g. family = \"udpm\", resolution = 32, channels = 1)")
-    family = family_class(model.pop("family"))
-    image = ImageSpec(channels=model.pop("channels"), resolution=model.pop("resolution"))
-    diffusion = dict(sections.get("diffusion", {}))
-    networks = family.network_configs(image, diffusion, model, sections.get("loss", {}))
-    return ModelConfig(family=family.name, image=image, diffusion=diffusion, networks=networks)
 
 
 def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = False, run_dir: str | Path | None = None) -> Path:
@@ -62,72 +53,6 @@ def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = F
     objective = family.objective(networks, sections.get("loss", {}))
     batches = BatchIterator(dataset, parsed.run.batch_size, seed=parsed.run.seed, drop_last=True)
     return run_training(parsed, objective, batches, run_dir=run_dir, resume=resume)
-
-
-@dataclass
-class LoadedModel:
-    """A trained model ready to sample with the torch backend: its family, networks and call sites.
-
-    ``family``, ``sites`` and ``device`` are all :func:`sample` needs, so a runtime bundle
-    (``fastgen.runtime``) that has the same three samples the same way.
-    """
-
-    family: Family
-    networks: dict[str, nn.Module]
-    checkpoint: Path
-    device: torch.device
-    call_sites: list[CallSite] = field(default_factory=list)
-
-    @property
-    def sites(self) -> Sites:
-        return module_sites(self.call_sites)
-
-    @property
-    def config(self) -> ModelConfig:
-        return self.family.config
-
-
-def load_model(checkpoint: str | Path, *, device: str | torch.device = "cpu", weights: str = "ema") -> LoadedModel:
-    """Rebuild a checkpoint's model (``weights`` 'ema' or 'model') in eval mode on ``device``."""
-    loaded = load_for_inference(checkpoint, weights)
-    try:
-        model_config = loaded.config["objective"]["model"]
-    except (KeyError, TypeError):
-        raise FastgenError(f"{loaded.path} is not a fastgen model checkpoint (its config.json has no objective.model)") from None
-    family = build_family(ModelConfig.from_dict(model_config))
-    device = resolve_device(device)
-    networks = {"model": family.build_networks()["model"]}
-    try:
-        networks["model"].load_state_dict(loaded.state_dict)
-    except RuntimeError as exc:
-        raise FastgenError(f"{loaded.path}: weights do not fit the network its config.json describes ({str(exc).splitlines()[0]})") from None
-    networks["model"].to(device).eval()
-    return LoadedModel(family, networks, loaded.path, device, family.call_sites(networks))
-
-
-def parse_device(device: str | torch.device) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N`` as a torch device, whether or not this machine has it; anything else is an error."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        parsed = None
-    if parsed is None or parsed.type not in ("cpu", "cuda") or (parsed.type == "cpu" and parsed.index):
-        raise FastgenError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-    return parsed
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; else ``cpu``, ``cuda`` or ``cuda:N`` of a GPU torch sees."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = parse_device(device)
-    if resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise FastgenError(f"device {device!r} asked for but torch sees no CUDA GPU; use --device cpu")
-        if (resolved.index or 0) >= count:
-            raise FastgenError(f"device {device!r}: torch sees {count} CUDA GPU(s), cuda:0 … cuda:{count - 1}")
-    return resolved
 
 
 def check_seed(seed: int) -> int:
@@ -172,10 +97,9 @@ def _check_count(model: LoadedModel | Any, n: int) -> None:
                "ask for fewer images (several runs with different seeds give more)")  # fmt: skip
 
 
-def _udpm_family(model: Any) -> Any:
-    from fastgen.families.udpm import UDPMFamily
-
-    if not isinstance(model.family, UDPMFamily):
+def _latent_family(model: Any) -> Any:
+    """The model's family if it samples from explicit latents (it declares the ``latents`` sampler option)."""
+    if "latents" not in model.family.sampler_options:
         raise FastgenError(f"latents (interpolation, saving, replaying, editing) are UDPM features; this model is {model.family.name!r}")
     return model.family
 
@@ -186,7 +110,7 @@ def sample_udpm_latents(model: LoadedModel | Any, n: int, *, seed: int = 0, inte
     corner latents (udpm.md Fig. 5) instead of ``n`` independent samples."""
     from fastgen.diffusion import udpm
 
-    family = _udpm_family(model)
+    family = _latent_family(model)
     _check_count(model, nrow * nrow if interpolate else n)
     generator = seeded_generator(seed)
     if interpolate:
@@ -296,7 +220,7 @@ def upscale_files(model: LoadedModel, inputs: Sequence[str | Path], out: str | P
 def latent_level(model: LoadedModel | Any, level: int | str) -> int:
     """A UDPM latent map by level: 1 … L name the noise e_l of the step x_l → x_{l-1}, ``"top"`` the white noise
     that makes x_L (returned as L + 1, the index :meth:`fastgen.diffusion.udpm.UDPMLatents.latent_map` takes)."""
-    levels = _udpm_family(model).schedule.levels
+    levels = _latent_family(model).schedule.levels
     if level == "top":
         return levels + 1
     try:
@@ -321,7 +245,7 @@ def edit_udpm_latents(model: LoadedModel | Any, latents: Any = None, *, n: int =
     """
     from fastgen.diffusion import udpm
 
-    family = _udpm_family(model)
+    family = _latent_family(model)
     if bool(perturb) == bool(swap):
         raise FastgenError("give perturbations or swaps (one kind per grid, so that its rows have one width)")
     if perturb and (not isinstance(variants, int) or variants < 1):

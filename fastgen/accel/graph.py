@@ -36,7 +36,7 @@ def cuda_device(device: torch.device | str) -> torch.device:
 class ProgramRunner:
     """``family``'s program for ``options`` bound to ``batch_size``, ``device`` and prepared sites: what a graph captures.
 
-    ``sites_or_networks``: the family's networks (as :func:`fastgen.api.load_model` gives them) or ready call
+    ``sites_or_networks``: the family's networks (as :func:`fastgen.models.load_model` gives them) or ready call
     sites. Torch modules run in ``precision`` (``fp32``/``bf16``/``fp16``; channels_last by default for 16-bit),
     optionally through ``torch.compile``; other sites (ONNX Runtime, TensorRT) run as given. ``kernels``:
     ``auto`` (fused where available), ``fused`` or ``reference``. ``max_calls`` runs only the first network calls

@@ -22,7 +22,7 @@ from rich.progress import Progress
 from torch import nn
 
 from fastgen.accel import KERNEL_CHOICES, precision_name, prepare_sites, resolve_precision
-from fastgen.api import load_model, model_config_from_recipe, resolve_device
+from fastgen.models import load_model, model_config_from_recipe, resolve_device
 from fastgen.bench import measure
 from fastgen.bench.report import ROW_KEYS, print_table, write_json, write_plot
 from fastgen.errors import FastgenError

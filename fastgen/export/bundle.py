@@ -22,7 +22,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import fastgen
-from fastgen.api import LoadedModel, load_model
+from fastgen.models import LoadedModel, load_model
 from fastgen.errors import FastgenError
 from fastgen.export.check import CheckRow, polygraphy_check
 from fastgen.export.manifest import (

@@ -2,7 +2,7 @@
 
 The family is rebuilt from the manifest alone (no checkpoint) and samples the bundle's program for the default
 sampler options (rebuilding others from the model config); the call sites are the bundle's graphs or engines, opened by a backend (:mod:`fastgen.runtime.backends`). ``backend='torch'`` is
-the bundle's source checkpoint through :func:`fastgen.api.load_model`, for comparisons. :func:`exported_sites`
+the bundle's source checkpoint through :func:`fastgen.models.load_model`, for comparisons. :func:`exported_sites`
 gives networks that were never bundled the same sites (``fastgen bench --backend onnxruntime|tensorrt``).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from fastgen.api import LoadedModel, load_model, parse_device
+from fastgen.models import LoadedModel, load_model, parse_device
 from fastgen.errors import FastgenError
 from fastgen.export.manifest import MANIFEST_FILE, BatchRange, Manifest, SiteRecord, read_manifest, read_program
 from fastgen.export.onnx_export import export_site
@@ -48,7 +48,7 @@ def load_bundle(directory: str | Path, *, backend: str = "onnxruntime", device: 
     """Load a bundle for sampling; ``verify`` checks every file's SHA-256 against the manifest first.
 
     ``backend``: ``onnxruntime`` (CPU, or CUDA with onnxruntime-gpu), ``tensorrt`` (the bundle's engines, CUDA only)
-    or ``torch`` (the source checkpoint recorded in the manifest; returns that :class:`fastgen.api.LoadedModel`).
+    or ``torch`` (the source checkpoint recorded in the manifest; returns that :class:`fastgen.models.LoadedModel`).
     """
     if backend not in BACKEND_NAMES:
         raise FastgenError(f"unknown runtime backend {backend!r}; choose one of {', '.join(BACKEND_NAMES)}")
