@@ -78,6 +78,53 @@ def sample(model: LoadedModel | Any, n: int, *, seed: int = 0, progress: bool = 
         return model.family.sample(model.sites, n, seed=seed, device=model.device, progress=progress, **options)
 
 
+SAMPLE_CHUNK = 256
+"""Images sampled at once by :func:`sample_to_npy`: its memory is that of one chunk, whatever the count."""
+
+
+def sample_to_npy(model: LoadedModel | Any, n: int, path: str | Path, *, seed: int = 0, chunk: int = SAMPLE_CHUNK,
+                  progress: bool = False, **options: Any) -> Path:  # fmt: skip
+    """The images :func:`sample` gives for ``n`` and ``seed``, sampled ``chunk`` at a time straight into a float32
+    ``.npy`` file [n, C, H, W] (memory-mapped, written atomically): memory stays that of one chunk. The file must
+    fit on its disk (checked first)."""
+    import shutil
+
+    import numpy as np
+
+    from fastgen.progress import progress_bar
+
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise FastgenError(f"chunk must be a positive integer, got {chunk!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise FastgenError(f"the number of images must be an integer ≥ 1, got {n!r}")
+    path = check_output(path, NPY)
+    image = model.family.image
+    shape = (n, image.channels, image.resolution, image.resolution)
+    needed = 4 * n * image.channels * image.resolution**2
+    existing = path.parent
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise FastgenError(f"{n} images of {image.channels}×{image.resolution}×{image.resolution} need {needed / 2**30:.1f} GiB "
+                           f"in {path}, and its disk has {free / 2**30:.1f} GiB free; ask for fewer images")  # fmt: skip
+    _check_count(model, min(n, chunk))
+    check_seed(seed)
+
+    def write(staging: Path) -> None:
+        array = np.lib.format.open_memmap(staging, mode="w+", dtype=np.float32, shape=shape)
+        starts = range(0, n, chunk)
+        for start in progress_bar(starts, desc="sampling", unit="chunk", disable=not progress or len(starts) == 1):
+            count = min(chunk, n - start)
+            with torch.no_grad():
+                images = model.family.sample(model.sites, count, seed=seed, device=model.device, first_image=start, **options)
+            array[start:start + count] = images.float().cpu().numpy()
+        array.flush()
+        del array
+
+    return write_file(path, NPY, write)
+
+
 def sampling_bytes(model: LoadedModel | Any, n: int) -> int:
     """Lower bound of the device memory sampling ``n`` images takes: the sampler's image-sized state, plus (torch
     networks) their largest activation, measured on one image."""

@@ -131,6 +131,9 @@ def sample(
     size = model.family.image.resolution
     zoom = zoom or max(1, -(-64 // size))
     count = nrow * nrow if interpolate else n
+    streamed = out.suffix == ".npy" and not (interpolate or save_latents or latents_file or perturb or swap)
+    if streamed:  # sampled in chunks straight to the file: memory is one chunk's
+        count = min(count, api.SAMPLE_CHUNK)
     host = 0 if out.suffix == ".npy" else grid_bytes(count, model.family.image.channels, zoom * size)
     if model.device.type == "cpu":  # the sampler's memory comes on top of the grid's
         host += api.sampling_bytes(model, count)
@@ -152,6 +155,9 @@ def sample(
         if save_latents is not None:
             api.save_latents(latents, save_latents)
             _say(f"latents: {save_latents}")
+    elif streamed:
+        _say(f"{n} images → {api.sample_to_npy(model, n, out, seed=seed, progress=True, **options)}")
+        return
     else:
         images = api.sample(model, n, seed=seed, progress=True, **options)
     if out.suffix == ".npy":

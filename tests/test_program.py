@@ -103,6 +103,25 @@ def test_a_batch_is_a_prefix_of_a_larger_one() -> None:
     torch.testing.assert_close(small, large[:2], rtol=1e-5, atol=1e-5)  # the network batches differently
 
 
+@pytest.mark.parametrize("first", [0, 1, 3, 6, 13])
+def test_noise_from_any_element_is_that_slice_of_the_whole(first: int) -> None:
+    key = seed_words(4, torch.device("cpu"))
+    whole = normals(key, 2, 1, (5, 3, 3), torch.float64).reshape(-1)
+    part = normals(key, 2, 1, (7,), torch.float64, first=first)
+    torch.testing.assert_close(part, whole[first:first + 7], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("family_name", "diffusion", "options"), CASES, ids=IDS)
+def test_chunks_of_a_sample_are_its_images(family_name: str, diffusion: dict, options: dict) -> None:
+    """Images 3 … 4 of a seed, sampled alone (first_image=3), are images 3 … 4 of the 5-image sample."""
+    family, networks = tiny_model(family_name, **diffusion)
+    sites = module_sites(family.call_sites(networks))
+    with torch.inference_mode():
+        whole = family.sample(sites, 5, seed=8, **options)
+        chunk = family.sample(sites, 2, seed=8, first_image=3, **options)
+    torch.testing.assert_close(chunk, whole[3:], rtol=1e-5, atol=1e-5)  # the network batches differently
+
+
 def test_max_calls_cuts_the_chain_not_the_count() -> None:
     family, networks = tiny_model("ddpm", num_steps=20)
     sites = module_sites(family.call_sites(networks))

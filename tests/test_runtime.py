@@ -191,3 +191,24 @@ def test_engines_for_another_gpu_or_tensorrt_version_are_refused(bundles, copy_o
 def test_tensorrt_backend_needs_engines(bundles) -> None:
     with pytest.raises(FastgenError, match="no TensorRT engine for level_1; re-export it with --trt"):
         load_bundle(bundles["udpm"][1], backend="tensorrt", device="cuda")
+
+
+@pytest.mark.parametrize("family", ["ddpm", "udpm"])
+def test_sampling_to_npy_in_chunks_gives_the_whole_sample(bundles, family: str, tmp_path: Path) -> None:
+    import numpy as np
+
+    bundle = load_bundle(bundles[family][1])
+    path = api.sample_to_npy(bundle, 5, tmp_path / "raw.npy", seed=7, chunk=2)
+    streamed = np.load(path)
+    image = bundle.family.image
+    assert streamed.shape == (5, image.channels, image.resolution, image.resolution) and streamed.dtype == np.float32
+    whole = api.sample(bundle, 5, seed=7).numpy()
+    np.testing.assert_allclose(streamed, whole, rtol=1e-5, atol=1e-5)
+    assert [p.name for p in tmp_path.iterdir()] == ["raw.npy"]  # nothing staged is left behind
+
+
+def test_a_sample_larger_than_its_disk_is_refused_before_work(bundles, tmp_path: Path) -> None:
+    bundle = load_bundle(bundles["udpm"][1])
+    with pytest.raises(FastgenError, match="GiB free"):
+        api.sample_to_npy(bundle, 10**13, tmp_path / "raw.npy")
+    assert list(tmp_path.iterdir()) == []

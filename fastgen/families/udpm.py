@@ -148,13 +148,13 @@ class UDPMFamily(Family):
             return udpm.sample(self.process, predictors, latents)
 
     def sample(self, sites: Sites, batch_size: int, *, seed: int | None = None, device: torch.device | str = "cpu",
-               progress: bool = False, **options: Any) -> Tensor:  # fmt: skip
+               progress: bool = False, first_image: int = 0, **options: Any) -> Tensor:  # fmt: skip
         """The program's sample; ``latents`` (explicit ``UDPMLatents``, whose batch wins over ``batch_size``) runs
         the eager Alg. 2 on them instead (interpolation, swaps …)."""
         self.check_sampler_options(options)
         if options.get("latents") is not None:
             return self.sample_with_latents(sites, options["latents"]).image
-        return super().sample(sites, batch_size, seed=seed, device=device, progress=progress)
+        return super().sample(sites, batch_size, seed=seed, device=device, progress=progress, first_image=first_image)
 
     def program(self, **options: Any) -> Program:
         """Alg. 2: x_L from its marginal prior, then per level L … 1 the level network and the exact posterior step

@@ -274,9 +274,11 @@ def random_seed() -> int:
 
 
 def sample(program: Program, sites: Sites, batch_size: int, *, seed: int | None = None,
-           device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, progress: bool = False) -> Tensor:  # fmt: skip
-    """Run ``program`` eagerly with the Philox noise of ``seed`` (the contract of export/PROGRAM.md)."""
+           device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, progress: bool = False,
+           first_image: int = 0) -> Tensor:  # fmt: skip
+    """Run ``program`` eagerly with the Philox noise of ``seed`` (the contract of export/PROGRAM.md): images
+    ``first_image`` … ``first_image + batch_size - 1`` of that seed's sequence."""
     interpreter = Interpreter(program, batch_size, device, dtype)
     key = seed_words(random_seed() if seed is None else seed, interpreter.device)
     with torch.inference_mode():
-        return interpreter.run(sites, philox_source(key, dtype), progress=progress)
+        return interpreter.run(sites, philox_source(key, dtype, first_image), progress=progress)

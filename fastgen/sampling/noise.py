@@ -75,27 +75,32 @@ def box_muller(first: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
     return radius * torch.cos(angle), radius * torch.sin(angle)
 
 
-def normals(key: Tensor, op_index: int, draw: int, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
+def normals(key: Tensor, op_index: int, draw: int, shape: Sequence[int], dtype: torch.dtype = torch.float32,
+            first: int = 0) -> Tensor:  # fmt: skip
     """The contract's normals of draw ``draw`` of op ``op_index`` for a tensor of ``shape`` (batch first), on
-    ``key``'s device: element e is normal e mod 4 of counter (e//4 low, e//4 high, draw, op_index)."""
+    ``key``'s device: element e is normal e mod 4 of counter (e//4 low, e//4 high, draw, op_index). ``first``: the
+    element index of this tensor's first element (a later slice of a larger batch)."""
     for name, value in (("op index", op_index), ("draw", draw)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _LOW32:
             raise FastgenError(f"noise {name} must be an integer in [0, 2^32), got {value!r}")
     count = math.prod(shape)
-    index = torch.arange((count + 3) // 4, dtype=torch.int64, device=key.device)
+    first_counter, lane = divmod(first, 4)
+    index = torch.arange(first_counter, first_counter + (lane + count + 3) // 4, dtype=torch.int64, device=key.device)
     counter = torch.stack(
         (index & _LOW32, index >> 32, torch.full_like(index, draw), torch.full_like(index, op_index))
     )
     words = philox4x32_10(counter, key)
     cosines, sines = box_muller(words[0::2], words[1::2])  # [2, N]: Box–Muller on (x, y) and on (z, w)
-    values = torch.stack((cosines, sines), dim=1).permute(2, 0, 1).reshape(-1)[:count]  # counter-major
+    values = torch.stack((cosines, sines), dim=1).permute(2, 0, 1).reshape(-1)[lane:lane + count]  # counter-major
     return values.reshape(tuple(shape)).to(dtype)
 
 
-def philox_source(key: Tensor, dtype: torch.dtype = torch.float32) -> NoiseSource:
-    """The contract as a program's noise source, on ``key``'s device (:func:`seed_words`)."""
+def philox_source(key: Tensor, dtype: torch.dtype = torch.float32, first_image: int = 0) -> NoiseSource:
+    """The contract as a program's noise source, on ``key``'s device (:func:`seed_words`), for the batch that starts
+    at image ``first_image`` of the seed's sequence: element indices count from that image, so sampling in chunks
+    gives the images one large batch would."""
 
     def noise(op_index: int, draw: int, shape: tuple[int, ...]) -> Tensor:
-        return normals(key, op_index, draw, shape, dtype)
+        return normals(key, op_index, draw, shape, dtype, first=first_image * math.prod(shape[1:]))
 
     return noise
