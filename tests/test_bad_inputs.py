@@ -403,6 +403,33 @@ def test_progress_off_a_terminal_is_a_line_every_few_seconds(monkeypatch) -> Non
     assert "5000/5000" in text.splitlines()[-1]
 
 
+def test_multi_stage_progress_off_a_terminal_logs_lines(monkeypatch) -> None:
+    """export's and bench's progress: off a terminal a line at most every LOG_EVERY_SECONDS (a live bar printed
+    nothing there until the end); the clock is stepped, not slept."""
+    import io
+
+    from rich.console import Console
+
+    from fastgen import progress
+
+    clock = iter(range(0, 1000, 2))  # each update 2 s later
+    monkeypatch.setattr(progress.time, "monotonic", lambda: float(next(clock)))
+    console = Console(file=io.StringIO(), width=100)
+    assert not console.is_terminal
+    with progress.task_progress(console) as bar:
+        task = bar.add_task("export", total=6)
+        for step in range(6):
+            bar.update(task, description=f"level_{step}: onnx")
+            bar.advance(task)
+    lines = console.file.getvalue().splitlines()
+    assert "\r" not in console.file.getvalue()
+    assert lines[0] == "level_0: onnx: 0/6"
+    assert 2 <= len(lines) <= 5  # 12 updates over 24 s, a line per 5 s, not one per update
+    with progress.task_progress(console, disable=True) as bar:  # --no-progress: nothing
+        bar.advance(bar.add_task("bench", total=1))
+    assert console.file.getvalue().splitlines() == lines
+
+
 def test_sixteen_bit_pngs_decode_to_their_value_and_upscaling_warns_once(tmp_path) -> None:
     import numpy as np
     from PIL import Image

@@ -18,11 +18,9 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import Progress
 from torch import nn
 
 from fastgen.accel import KERNEL_CHOICES, precision_name, prepare_sites, resolve_precision
-from fastgen.models import load_model, model_config_from_recipe, resolve_device
 from fastgen.bench import measure
 from fastgen.bench.report import ROW_KEYS, print_table, write_json, write_plot
 from fastgen.errors import FastgenError
@@ -30,8 +28,10 @@ from fastgen.export import BatchRange, Manifest, read_manifest
 from fastgen.export.tensorrt import FLAVOURS, INSTALL_HINT, installed_version
 from fastgen.families import FAMILIES, CallSite, Family, ModelConfig, Sites, build_family, module_sites
 from fastgen.memory import check_fits, sampler_bytes
+from fastgen.models import load_model, model_config_from_recipe, resolve_device
 from fastgen.nets.registry import build_network
 from fastgen.outputs import JSON, PNG, PROFILES, check_output
+from fastgen.progress import task_progress
 from fastgen.runtime import exported_sites, is_bundle, open_sites
 from fastgen.runtime.backends import OnnxRuntimeBackend
 
@@ -180,7 +180,7 @@ def run_bench(
     timer = measure.Timer(device, warmup, repeats)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    with Progress(console=console, transient=True, disable=not progress) as bar:
+    with task_progress(console, disable=not progress) as bar:
         task = bar.add_task("bench", total=sum(len(samplers(model.family, ddim_steps)) for model in models)
                             * len(backends) * len(batches))  # fmt: skip
         for family, networks in _networks(models):

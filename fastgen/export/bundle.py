@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import Progress
 from rich.table import Table
 
 import fastgen
-from fastgen.models import LoadedModel, load_model
 from fastgen.errors import FastgenError
 from fastgen.export.check import CheckRow, polygraphy_check
 from fastgen.export.manifest import (
@@ -42,7 +40,9 @@ from fastgen.export.onnx_export import (
 from fastgen.export.onnx_export import precision as precision_of
 from fastgen.export.tensorrt import TensorRTEngine, import_tensorrt
 from fastgen.families import CallSite
+from fastgen.models import LoadedModel, load_model
 from fastgen.outputs import BUNDLE, TIMING_CACHE, check_output
+from fastgen.progress import task_progress
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -156,7 +156,7 @@ def export_bundle(
     staging = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        with Progress(disable=not progress, transient=True) as bar:
+        with task_progress(disable=not progress) as bar:
             task = bar.add_task("export", total=len(model.call_sites))
             for site in model.call_sites:
                 def stage(what: str, name: str = site.name) -> None:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from fastgen.models import LoadedModel, load_model, parse_device
 from fastgen.errors import FastgenError
 from fastgen.export.manifest import MANIFEST_FILE, BatchRange, Manifest, SiteRecord, read_manifest, read_program
 from fastgen.export.onnx_export import export_site
 from fastgen.export.onnx_export import precision as precision_of
 from fastgen.export.tensorrt import TensorRTEngine, cuda_capability
 from fastgen.families import CallSite, Family, ModelConfig, TensorSpec, build_family
+from fastgen.models import LoadedModel, load_model, parse_device
 from fastgen.runtime.backends import BACKENDS, Backend, BundleSite, check_site_inputs
 
 BACKEND_NAMES = (*BACKENDS, "torch")
