@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from rich.console import Console
 
-from fastgen.bench import ROW_KEYS, preset_family, run_bench, workload
+from fastgen.bench import ROW_KEYS, preset_family, run_bench, speed_over_baselines, workload
 from fastgen.errors import FastgenError
 from fastgen.families import FAMILIES
 from fastgen.nets.registry import build_network
@@ -62,7 +62,18 @@ def test_default_run_says_how_long_chains_were_timed(default_run: dict) -> None:
         assert timed_in_full == (" (" not in row["sampler"]), row
     printed = default_run["printed"]
     assert "(scaled: k calls)" in printed
-    assert "UDPM / DDPM-step speed" in printed
+    assert "Speed over the baseline" in printed
+
+
+def test_speed_over_baselines_pairs_rows_by_backend_precision_and_batch() -> None:
+    def row(family: str, sampler: str, batch: int, speed: float, backend: str = "torch") -> dict:
+        return {"family": family, "sampler": sampler, "backend": backend, "precision": "fp32", "batch": batch,
+                "images_per_s": speed}  # fmt: skip
+
+    rows = [row("udpm", "levels", 1, 30.0), row("ddpm", "1-step (scaled: k calls)", 1, 10.0), row("udpm", "levels", 8, 50.0),
+            row("ddpm", "1-step", 8, 100.0, backend="onnxruntime"), row("ddpm", "ancestral", 1, 0.01), row("blur", "chain", 1, 1.0)]
+    ratios = speed_over_baselines(rows)
+    assert [(r["family"], r["baseline"], r["batch"], r["ratio"]) for r in ratios] == [("udpm", "ddpm 1-step", 1, 3.0)]
 
 
 def test_default_run_writes_json_and_png(default_run: dict) -> None:

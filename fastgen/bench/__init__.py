@@ -8,17 +8,17 @@
 
 from fastgen.bench.bandwidth import BANDWIDTH_KEYS, kernel_bandwidth, print_bandwidth
 from fastgen.bench.measure import CallBudget, Timer, Timing, Workload, count_calls, flops_per_call, workload
-from fastgen.bench.report import ROW_KEYS, udpm_over_ddpm_step, write_json, write_plot
+from fastgen.bench.report import ROW_KEYS, speed_over_baselines, write_json, write_plot
 from fastgen.bench.run import BACKENDS, CPU_DEFAULTS, GPU_DEFAULTS, PRESETS, preset_family, run_bench, samplers
 
 __all__ = [
     "BACKENDS",
     "BANDWIDTH_KEYS",
     "CPU_DEFAULTS",
+    "CallBudget",
     "GPU_DEFAULTS",
     "PRESETS",
     "ROW_KEYS",
-    "CallBudget",
     "Timer",
     "Timing",
     "Workload",
@@ -29,7 +29,7 @@ __all__ = [
     "print_bandwidth",
     "run_bench",
     "samplers",
-    "udpm_over_ddpm_step",
+    "speed_over_baselines",
     "workload",
     "write_json",
     "write_plot",

@@ -1,4 +1,4 @@
-"""Bench output: the rich table with the UDPM / DDPM-step summary, the JSON rows, the PNG plot."""
+"""Bench output: the rich table with the speed-over-baseline summary (UDPM / DDPM step), the JSON rows, the PNG plot."""
 
 from __future__ import annotations
 
@@ -11,15 +11,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from fastgen.families import FAMILIES
 from fastgen.outputs import JSON, PNG, write_file
 
 ROW_KEYS = ("family", "sampler", "backend", "precision", "res", "batch", "nfe", "gflops_per_image", "latency_ms",
             "images_per_s", "device")  # fmt: skip
 """The keys of every JSON row, in order."""
-
-DDPM_STEP = "1-step"
-"""The sampler name of the DDPM row that the UDPM rows are compared with (one network call and one step)."""
-
 
 def base_sampler(name: str) -> str:
     """A row's sampler name without the timing note (`` (summed)`` …) that :mod:`fastgen.bench.measure` adds."""
@@ -27,19 +24,20 @@ def base_sampler(name: str) -> str:
 
 
 def print_table(rows: Sequence[dict[str, Any]], console: Console, title: str) -> None:
-    """The rows as one table, then images/s of UDPM over the DDPM step per backend, precision and batch."""
+    """The rows as one table, then each family's images/s over its declared baseline's (UDPM over the DDPM step)
+    per backend, precision and batch."""
     # The precision is in the title: one run benches one precision.
     _print(console, title, ("family", "sampler", "backend", "batch", "nfe", "GFLOP/img", "ms", "img/s"), [
         (row["family"], row["sampler"], row["backend"], str(row["batch"]), str(row["nfe"]),
          _gflops(row["gflops_per_image"]), _milliseconds(row["latency_ms"]), f"{row['images_per_s']:,.3g}")
         for row in rows
     ], caption="ms: one sample of `batch` images · GFLOP/img: 2 FLOPs per multiply-accumulate")  # fmt: skip
-    ratios = udpm_over_ddpm_step(rows)
+    ratios = speed_over_baselines(rows)
     if ratios:
-        _print(console, "UDPM / DDPM-step speed (ratio of images/s, as ANCHORS.md's last column)",
-               ("backend", "precision", "batch", "UDPM img/s", "DDPM-step img/s", "ratio"), [
-                   (ratio["backend"], ratio["precision"], str(ratio["batch"]), f"{ratio['udpm']:,.3g}",
-                    f"{ratio['ddpm_step']:,.3g}", f"{ratio['ratio']:.2f}x")
+        _print(console, "Speed over the baseline (ratio of images/s; UDPM / DDPM step is ANCHORS.md's last column)",
+               ("family", "baseline", "backend", "precision", "batch", "img/s", "baseline img/s", "ratio"), [
+                   (ratio["family"], ratio["baseline"], ratio["backend"], ratio["precision"], str(ratio["batch"]),
+                    f"{ratio['images_per_s']:,.3g}", f"{ratio['baseline_images_per_s']:,.3g}", f"{ratio['ratio']:.2f}x")
                    for ratio in ratios
                ])  # fmt: skip
 
@@ -65,17 +63,22 @@ def _print(console: Console, title: str, headers: Sequence[str], cells: Sequence
     console.print(table)
 
 
-def udpm_over_ddpm_step(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (backend, precision, batch) with both rows: UDPM's images/s, the DDPM step's, and their ratio."""
-    def key(row: dict[str, Any]) -> tuple[str, str, int]:
-        return row["backend"], row["precision"], row["batch"]
+def speed_over_baselines(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per row of a family with a ``speed_baseline`` (UDPM: the DDPM step) and that baseline's row of the same
+    backend, precision and batch: both images/s and their ratio."""
+    def key(row: dict[str, Any], family: str, sampler: str) -> tuple[str, str, str, str, int]:
+        return family, sampler, row["backend"], row["precision"], row["batch"]
 
-    steps = {key(row): row["images_per_s"] for row in rows if row["family"] == "ddpm" and base_sampler(row["sampler"]) == DDPM_STEP}
-    return [
-        {"backend": row["backend"], "precision": row["precision"], "batch": row["batch"], "udpm": row["images_per_s"],
-         "ddpm_step": steps[key(row)], "ratio": row["images_per_s"] / steps[key(row)]}
-        for row in rows if row["family"] == "udpm" and key(row) in steps
-    ]  # fmt: skip
+    speeds = {key(row, row["family"], base_sampler(row["sampler"])): row["images_per_s"] for row in rows}
+    ratios = []
+    for row in rows:
+        baseline = getattr(FAMILIES.get(row["family"]), "speed_baseline", None)
+        if baseline is not None and key(row, *baseline) in speeds:
+            speed = speeds[key(row, *baseline)]
+            ratios.append({"backend": row["backend"], "precision": row["precision"], "batch": row["batch"],
+                           "family": row["family"], "images_per_s": row["images_per_s"], "baseline": " ".join(baseline),
+                           "baseline_images_per_s": speed, "ratio": row["images_per_s"] / speed})  # fmt: skip
+    return ratios
 
 
 def write_json(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:

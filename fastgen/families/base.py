@@ -120,6 +120,8 @@ class Family(ABC):
     sampler_options: ClassVar[tuple[str, ...]] = ()
     samplers: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
     """The family's named samplers (name → sampler options), as benchmarks and reports list them."""
+    speed_baseline: ClassVar[tuple[str, str] | None] = None
+    """(family, named sampler) whose images/s bench reports set this family's against, or None."""
 
     def __init__(self, config: ModelConfig) -> None:
         if config.family != self.name:

@@ -90,6 +90,7 @@ class UDPMFamily(Family):
     name = "udpm"
     samplers: ClassVar[dict[str, dict[str, Any]]] = {"levels": {}}
     sampler_options = ("latents",)
+    speed_baseline = ("ddpm", "1-step")  # udpm.md's claim: a whole sample costs less than one DDPM step
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
