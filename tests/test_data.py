@@ -104,6 +104,18 @@ def test_npz_layouts_and_dtypes_load_alike(tmp_path, layout, dtype):
     assert torch.allclose(dataset.images[:, :, 1:7, :7], expected.expand(-1, 3, -1, -1), atol=1e-6)
 
 
+def test_digits_train_and_test_splits_partition_all_images_by_class():
+    everything = load_dataset("digits", resolution=8, channels=1)
+    train = load_dataset("digits", resolution=8, channels=1, split="train")
+    test = load_dataset("digits", resolution=8, channels=1, split="test")
+    assert len(train) + len(test) == len(everything)
+    assert torch.equal(torch.bincount(test.labels), torch.bincount(everything.labels) // 5)  # a fifth of each class
+    for label in range(10):  # the test images of a class are its 5th, 10th … image, in order
+        assert torch.equal(test.images[test.labels == label], everything.images[everything.labels == label][4::5])
+    merged = torch.cat([train.images, test.images]).flatten(1)
+    assert len(torch.unique(merged, dim=0)) == len(torch.unique(everything.images.flatten(1), dim=0))
+
+
 @pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist is not installed")
 @pytest.mark.parametrize(("split", "count"), [("train", 60000), ("test", 10000)])
 def test_fashion_mnist_splits(split, count):
@@ -188,9 +200,10 @@ BAD_INPUTS = {
     "bad channels": (lambda tmp: load_dataset("digits", 8, 2), "channels must be 1"),
     "bad resolution": (lambda tmp: load_dataset("digits", 0, 1), "resolution must be a positive"),
     "bad fit": (lambda tmp: load_dataset("digits", 8, 1, fit="crop"), "unknown fit 'crop'"),
-    "unknown option": (lambda tmp: load_dataset("digits", 8, 1, split="train"), "unknown option.* split"),
+    "unknown option": (lambda tmp: load_dataset("digits", 8, 1, root="/tmp"), "unknown option.* root"),
     "missing option": (lambda tmp: load_dataset("folder", 8, 1), "needs the option.* path"),
     "bad split": (lambda tmp: load_dataset("fashion-mnist", 28, 1, split="val"), "split must be 'train' or 'test'"),
+    "bad digits split": (lambda tmp: load_dataset("digits", 8, 1, split="val"), "digits split must be one of"),
     "missing folder": (lambda tmp: load_dataset("folder", 8, 1, path=tmp / "nope"), "does not exist"),
     "empty folder": (lambda tmp: load_dataset("folder", 8, 1, path=tmp), "no PNG/JPEG images"),
     "all corrupt": (

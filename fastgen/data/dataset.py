@@ -61,7 +61,7 @@ def load_dataset(name: str, resolution: int, channels: int, fit: str = "resize",
     ``name`` and ``options``:
       - ``fashion-mnist``: ``split`` = "train" (60 000) | "test" (10 000); ``root`` (default the Debian package's
         folder, /usr/share/datasets/fashion-mnist). Labelled.
-      - ``digits``: scikit-learn's 8×8 digits, no options. Labelled.
+      - ``digits``: scikit-learn's 8×8 digits; ``split`` = "all" (1 797, default) | "train" (1 438) | "test" (359). Labelled.
       - ``folder``: ``path``; every PNG/JPEG below it, recursively; corrupt files are skipped, counted in
         ``info.skipped_corrupt`` and logged as a warning.
       - ``npz``: ``path``, ``key`` (default "images"; NHWC, NCHW or NHW; uint8 or float in [0, 1]),

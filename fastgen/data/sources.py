@@ -30,6 +30,8 @@ _GREY_MODES = ("1", "L", "LA", "La")
 _DEEP_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _DEEP_GREY_MAX = 65535.0
 _IDX_UINT8 = 0x08
+DIGITS_SPLITS = ("all", "train", "test")
+DIGITS_TEST_EVERY = 5  # every 5th digit of each class is held out: a 20% test split
 
 
 @dataclass
@@ -80,8 +82,14 @@ def _read_idx(file: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(sizes)
 
 
-def load_digits() -> RawImages:
-    """scikit-learn's 1 797 8×8 grey handwritten digits (values 0–16), labels 0–9: a tiny set for tests."""
+def load_digits(split: str = "all") -> RawImages:
+    """scikit-learn's 1 797 8×8 grey handwritten digits (values 0–16), labels 0–9: a tiny set for tests.
+
+    ``split``: "all" (default), or "test" (every ``DIGITS_TEST_EVERY``-th image of each class: 355) and "train" (the
+    other 1 442): a fixed split, stratified by class and interleaved so both span the same writers.
+    """
+    if split not in DIGITS_SPLITS:
+        raise FastgenError(f"digits split must be one of {', '.join(map(repr, DIGITS_SPLITS))}, got {split!r}")
     try:
         # Imported here: scikit-learn is an optional extra and slow to import, and only this source needs it.
         from sklearn.datasets import load_digits as sklearn_digits
@@ -90,7 +98,16 @@ def load_digits() -> RawImages:
         raise FastgenError(message) from error
     digits = sklearn_digits()
     images = (digits.images / 16.0).astype(np.float32)[..., np.newaxis]
-    return RawImages([images], digits.target, "digits")
+    labels = digits.target
+    if split != "all":
+        rank_in_class = np.zeros(len(labels), dtype=np.int64)
+        for label in np.unique(labels):
+            members = labels == label
+            rank_in_class[members] = np.arange(members.sum())
+        is_test = rank_in_class % DIGITS_TEST_EVERY == DIGITS_TEST_EVERY - 1
+        keep = is_test if split == "test" else ~is_test
+        images, labels = images[keep], labels[keep]
+    return RawImages([images], labels, "digits" if split == "all" else f"digits {split}")
 
 
 def load_folder(path: str | os.PathLike[str]) -> RawImages:
