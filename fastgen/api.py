@@ -315,3 +315,72 @@ def edit_udpm_latents(model: LoadedModel | Any, latents: Any = None, *, n: int =
             rows += [image, *udpm.swap_noise(image, partner, level), partner]
     images = family.sample_with_latents(model.sites, udpm.concat_latents(rows).to(model.device)).image
     return images, 1 + variants if perturb else 4
+
+
+def _chunk_seed(seed: int, index: int) -> int:
+    """An independent sampling seed for chunk ``index`` of an evaluation seeded ``seed``."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed: int = 0, metrics: str | Sequence[str] | None = None,
+             data: str | Mapping[str, Any] | None = None, reference_size: int | None = None, preview: int = 64,
+             progress: bool = False, **options: Any) -> Any:  # fmt: skip
+    """Sample ``n`` images from ``model`` in chunks of ``batch`` (sampler ``options`` as in :func:`sample`) and score them
+    against the dataset it was trained on; returns a :class:`fastgen.metrics.evaluation.EvalResult`.
+
+    ``model``: a :class:`LoadedModel` or a runtime bundle. ``data``: the dataset to compare with (a name, or a recipe
+    ``[data]`` table) when the model does not record one. ``metrics``: any of fid, kid, pr, classifier (default: all
+    that apply). The reference is the dataset's training split (≤ ``reference_size`` images, default
+    :data:`~fastgen.metrics.evaluation.REFERENCE_SIZE`), the floor its test split scored like the samples.
+    """
+    import time
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from fastgen.data import has_splits, load_dataset
+    from fastgen.metrics.evaluation import REFERENCE_SIZE, EvalResult, MetricSuite, parse_metrics
+
+    if n < 2 or batch < 1:
+        raise FastgenError(f"evaluation needs n ≥ 2 images in batches of ≥ 1, got n={n}, batch={batch}")
+    spec = dict({"name": data} if isinstance(data, str) else (data if data is not None else model.data))
+    name = spec.pop("name", None)
+    if not name:
+        raise FastgenError("this model does not record the dataset it was trained on (a bundle from an older fastgen); "
+                           "name it with --data (e.g. --data digits)")  # fmt: skip
+    model.family.check_sampler_options(options)  # before minutes of reference features
+    image = model.family.image
+    fit = spec.pop("fit", "resize")
+    if has_splits(name):
+        spec.pop("split", None)
+        reference = load_dataset(name, image.resolution, image.channels, fit, split="train", **spec)
+        held_out = load_dataset(name, image.resolution, image.channels, fit, split="test", **spec)
+    else:
+        reference, held_out = load_dataset(name, image.resolution, image.channels, fit, **spec), None
+    chosen = parse_metrics(metrics, labelled=reference.labels is not None)
+    suite = MetricSuite(reference, held_out, chosen, reference_size=reference_size or REFERENCE_SIZE, device=model.device,
+                        progress=progress)  # fmt: skip
+    parts: list[dict[str, Any]] = []
+    kept: list[Tensor] = []
+    sampling_seconds = 0.0
+    with tqdm(total=n, desc="sampling + features", unit="img", disable=None if progress else True) as bar:
+        for index, start in enumerate(range(0, n, batch)):
+            began = time.perf_counter()
+            images = sample(model, min(batch, n - start), seed=_chunk_seed(seed, index), **options)
+            sampling_seconds += time.perf_counter() - began
+            parts.append(suite.features_of(images))
+            if sum(map(len, kept)) < preview:
+                kept.append(images[: preview - sum(map(len, kept))].float().cpu())
+            bar.update(len(images))
+    features = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    floor, floor_n = suite.floor(n, seed)
+    source = str(getattr(model, "directory", None) or model.checkpoint)
+    return EvalResult(
+        source=source, family=model.family.name, backend=getattr(model, "backend", "torch"), sampler=dict(options), n=n,
+        seed=seed, dataset=f"{reference.info.source} ({len(suite.reference_images)} images at {image.resolution}×{image.resolution})",
+        reference_size=len(suite.reference_images), metrics=chosen, scores=suite.scores(features, seed), floor=floor,
+        floor_n=floor_n, classifier_accuracy=suite.classifier.accuracy if suite.classifier is not None else None,
+        sampling_seconds=sampling_seconds, samples=torch.cat(kept) if kept else None,
+    )  # fmt: skip

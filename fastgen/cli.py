@@ -87,28 +87,50 @@ def train(
         _say(f"loss curves: {plot_losses(final.parents[1])}")
 
 
+# Options shared by the verbs that sample (`sample`, `eval`): defined once, read by both.
+SOURCE_ARGUMENT = typer.Argument(..., help="A checkpoint directory, a run directory (its latest checkpoint) or an exported bundle.",
+                                 exists=True)  # fmt: skip
+DEVICE_OPTION = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1 …")
+WEIGHTS_OPTION = typer.Option("ema", "--weights", help="ema (default) or model (the raw, non-averaged weights).")
+BACKEND_OPTION = typer.Option(None, "--backend", help="torch (checkpoints), onnxruntime (bundles' default) or tensorrt.")
+SAMPLER_OPTION = typer.Option(None, "--sampler", help="DDPM/PDDPM-style families: ancestral (all T steps) or ddim.")
+STEPS_OPTION = typer.Option(None, "--steps", min=1, help="DDIM steps (with --sampler ddim).")
+ETA_OPTION = typer.Option(None, "--eta", help="DDIM eta: 0 deterministic, 1 ancestral-like.")
+CLIP_X0_OPTION = typer.Option(False, "--clip-x0", help="DDPM/PDDPM: clamp each step's clean-image estimate to [-1, 1] (steadies short DDIM chains of young models).")
+T_F_OPTION = typer.Option(None, "--t-f", min=1, help="PDDPM: steps of the full reverse at the coarsest resolution.")
+T_S_OPTION = typer.Option(None, "--t-s", min=1, help="PDDPM: steps of the scaled schedule at the finer resolutions.")
+DT_S_OPTION = typer.Option(None, "--dt-s", help="PDDPM: CCDF restart point as a fraction of T_s (0 < dt_s ≤ 1).")
+
+
+def sampler_options(sampler: str | None, steps: int | None, eta: float | None, clip_x0: bool, t_f: int | None,
+                    t_s: int | None, dt_s: float | None) -> dict[str, Any]:  # fmt: skip
+    """The sampler options given on the command line (those left out keep the family's defaults)."""
+    given = dict(sampler=sampler, steps=steps, eta=eta, t_f=t_f, t_s=t_s, dt_s=dt_s, clip_x0=clip_x0 or None)
+    return {name: value for name, value in given.items() if value is not None}
+
+
 @app.command()
 def sample(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint directory, or a run directory (its latest checkpoint).", exists=True),
+    checkpoint: Path = SOURCE_ARGUMENT,
     n: int = typer.Option(64, "--n", min=1, help="Number of images."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same images."),
     out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write; a path ending in .npy gets the raw float32 images [N, C, H, W] instead."),
     nrow: int = typer.Option(8, "--nrow", min=1, help="Images per row of the grid."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1 …"),
-    weights: str = typer.Option("ema", "--weights", help="ema (default) or model (the raw, non-averaged weights)."),
-    sampler: str | None = typer.Option(None, "--sampler", help="DDPM/PDDPM-style families: ancestral (all T steps) or ddim."),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="DDIM steps (with --sampler ddim)."),
-    eta: float | None = typer.Option(None, "--eta", help="DDIM eta: 0 deterministic, 1 ancestral-like."),
-    clip_x0: bool = typer.Option(False, "--clip-x0", help="DDPM/PDDPM: clamp each step's clean-image estimate to [-1, 1] (steadies short DDIM chains of young models)."),
-    t_f: int | None = typer.Option(None, "--t-f", min=1, help="PDDPM: steps of the full reverse at the coarsest resolution."),
-    t_s: int | None = typer.Option(None, "--t-s", min=1, help="PDDPM: steps of the scaled schedule at the finer resolutions."),
-    dt_s: float | None = typer.Option(None, "--dt-s", help="PDDPM: CCDF restart point as a fraction of T_s (0 < dt_s ≤ 1)."),
+    device: str = DEVICE_OPTION,
+    weights: str = WEIGHTS_OPTION,
+    sampler: str | None = SAMPLER_OPTION,
+    steps: int | None = STEPS_OPTION,
+    eta: float | None = ETA_OPTION,
+    clip_x0: bool = CLIP_X0_OPTION,
+    t_f: int | None = T_F_OPTION,
+    t_s: int | None = T_S_OPTION,
+    dt_s: float | None = DT_S_OPTION,
     save_latents: Path | None = typer.Option(None, "--save-latents", help="UDPM: save the latents (x_L and per-level noises) as .pt."),
     interpolate: bool = typer.Option(False, "--interpolate", help="UDPM: an interpolation grid between four random latents (paper Fig. 5)."),
     latents_file: Path | None = typer.Option(None, "--latents", help="UDPM: replay (or, with --perturb/--swap, edit) latents saved by --save-latents; --n is then the file's.", exists=True, dir_okay=False),
     perturb: list[str] = typer.Option([], "--perturb", help="UDPM: LEVEL:STRENGTH, e.g. 2:0.3 (repeatable): per image a row of the original and nrow-1 variants whose level-LEVEL noise is √(1-s²)·e + s·fresh (paper Fig. 6). LEVEL l = 1 … L is the noise e_l of the step x_l → x_(l-1) (e_1 has no effect: exact posterior); top is the noise that makes x_L."),
     swap: list[str] = typer.Option([], "--swap", help="UDPM: FILE:LEVEL (repeatable): per image a row [it, it with FILE's map at LEVEL, FILE's image with its map, FILE's image] (paper Fig. 10); FILE from --save-latents, same batch size."),
-    backend: str | None = typer.Option(None, "--backend", help="torch (checkpoints), onnxruntime (bundles' default) or tensorrt."),
+    backend: str | None = BACKEND_OPTION,
     zoom: int = typer.Option(0, "--zoom", min=0, help="Enlarge each image by this factor in the grid (0: enough for ≥ 64 px)."),
 ) -> None:
     """Sample a trained model (checkpoint, run directory or exported bundle) to a PNG grid. The same seed gives
@@ -116,7 +138,6 @@ def sample(
     import torch
 
     from fastgen import api
-    from fastgen.data import save_image_grid
     from fastgen.memory import check_fits, grid_bytes
     from fastgen.outputs import NPY, PNG, TORCH_FILE, check_output
     from fastgen.runtime import load_for_sampling
@@ -124,9 +145,7 @@ def sample(
     check_output(out, NPY if out.suffix == ".npy" else PNG, inputs=[checkpoint])  # before any work: a bad path must not cost a whole sample
     if save_latents is not None:
         check_output(save_latents, TORCH_FILE, inputs=[checkpoint])
-    options = {name: value for name, value in dict(sampler=sampler, steps=steps, eta=eta, t_f=t_f, t_s=t_s, dt_s=dt_s,
-                                                  clip_x0=clip_x0 or None).items()
-               if value is not None}  # fmt: skip
+    options = sampler_options(sampler, steps, eta, clip_x0, t_f, t_s, dt_s)
     model = load_for_sampling(checkpoint, backend=backend, device=api.resolve_device(device), weights=weights)
     size = model.family.image.resolution
     zoom = zoom or max(1, -(-64 // size))
@@ -163,10 +182,70 @@ def sample(
     if out.suffix == ".npy":
         _say(f"{images.shape[0]} images → {api.save_raw_images(images, out)}")
         return
+    _save_grid(images, out, nrow=nrow, zoom=zoom)
+    _say(f"{images.shape[0]} images → {out}")
+
+
+def _save_grid(images: Any, out: Path, *, nrow: int, zoom: int) -> None:
+    """A PNG grid of images in [-1, 1], each enlarged ``zoom`` times (0: enough for ≥ 64 px)."""
     from torch.nn.functional import interpolate as resize
 
+    from fastgen.data import save_image_grid
+
+    zoom = zoom or max(1, -(-64 // images.shape[-1]))
     save_image_grid(resize(images.float().cpu(), scale_factor=zoom, mode="nearest"), out, nrow=nrow)
-    _say(f"{images.shape[0]} images → {out}")
+
+
+@app.command("eval")
+def eval_(
+    source: Path = SOURCE_ARGUMENT,
+    n: int = typer.Option(1000, "--n", help="Number of images to generate and score."),
+    batch: int = typer.Option(250, "--batch", help="Images generated per chunk (memory stays constant in --n)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the samples (and of KID's subsets)."),
+    metrics: str | None = typer.Option(None, "--metrics", help="Comma-separated: fid, kid, pr (precision/recall), classifier. Default: all that apply to the dataset."),
+    data: str | None = typer.Option(None, "--data", help="Dataset to compare with (digits, fashion-mnist …) when the source does not record its training data."),
+    reference_size: int | None = typer.Option(None, "--ref-n", help="Real training-split images in the reference: a fixed random subset (default: the whole split, capped at fastgen.metrics.evaluation.REFERENCE_SIZE)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the result as JSON here (and as Markdown beside it, unless --md is given)."),
+    md: Path | None = typer.Option(None, "--md", help="Write the result as a Markdown table here."),
+    grid: Path | None = typer.Option(None, "--grid", help="Write a PNG grid of the first 64 scored samples here."),
+    device: str = DEVICE_OPTION,
+    weights: str = WEIGHTS_OPTION,
+    backend: str | None = BACKEND_OPTION,
+    sampler: str | None = SAMPLER_OPTION,
+    steps: int | None = STEPS_OPTION,
+    eta: float | None = ETA_OPTION,
+    clip_x0: bool = CLIP_X0_OPTION,
+    t_f: int | None = T_F_OPTION,
+    t_s: int | None = T_S_OPTION,
+    dt_s: float | None = DT_S_OPTION,
+) -> None:
+    """Measure sample quality: generate --n images (in chunks) from a checkpoint, run or bundle and compare them with
+    the training split of the dataset the model was trained on. FID, KID (± std over subsets) and precision/recall
+    (k=3) on standard TF-Inception pool3 features; for labelled datasets (digits, fashion-mnist) a domain classifier
+    (trained once on the training split, cached in $FASTGEN_CACHE or ~/.cache/fastgen) gives its feature Fréchet
+    distance, class coverage, class entropy and the share of confidently classified samples. The real test split,
+    scored the same way, is the floor. Reference features are computed once and cached."""
+    from fastgen import api
+    from fastgen.runtime import load_for_sampling
+
+    model = load_for_sampling(source, backend=backend, device=api.resolve_device(device), weights=weights)
+    result = api.evaluate(model, n, batch=batch, seed=seed, metrics=metrics, data=data, reference_size=reference_size,
+                          progress=True, **sampler_options(sampler, steps, eta, clip_x0, t_f, t_s, dt_s))  # fmt: skip
+    table = Table(title=result.title())
+    for column in ("score (↓ lower / ↑ higher is better)", "model", f"real test split ({result.floor_n} images)"):
+        table.add_column(column)
+    for row in result.rows():
+        table.add_row(*row)
+    console.print(table)
+    for note in [f"sampling: {result.sampling_seconds:.1f} s for {result.n} images", *result.notes]:
+        _say(f"  {note}")
+    if json_path is not None:
+        _say(f"JSON: {result.write_json(json_path)}")
+    if md is not None or json_path is not None:
+        _say(f"Markdown: {result.write_markdown(md or json_path.with_suffix('.md'))}")
+    if grid is not None and result.samples is not None:
+        _save_grid(result.samples, grid, nrow=8, zoom=0)
+        _say(f"grid: {grid}")
 
 
 @app.command()
@@ -179,8 +258,8 @@ def upscale(
     t_s: int | None = typer.Option(None, "--t-s", help="Steps of the scaled schedule per level (default: the recipe's, else 100)."),
     dt_s: float | None = typer.Option(None, "--dt-s", help="CCDF restart point as a fraction of T (0 < dt_s ≤ 1; default: the recipe's, else 0.3)."),
     guidance: float | None = typer.Option(None, "--guidance", help="λ of the data-consistency gradient (PDDPM eq. 10), ≥ 0; 0 turns it off (default: fastgen.diffusion.pddpm.DEFAULT_GUIDANCE). λ ≈ f²/2 pulls a level f× the input's size fully onto it; ×4 passes a ×2 level first, so well above 2 diverges."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1 …"),
-    weights: str = typer.Option("ema", "--weights", help="ema (default) or model (the raw, non-averaged weights)."),
+    device: str = DEVICE_OPTION,
+    weights: str = WEIGHTS_OPTION,
 ) -> None:
     """Super-resolve images with a trained PDDPM (paper Alg. 2): each input is upsampled ×2 per pyramid level,
     re-noised to dt_s·T (CCDF) and reversed, every step pulled towards agreeing with the input when downsampled."""

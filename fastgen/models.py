@@ -40,7 +40,8 @@ class LoadedModel:
     """A trained model ready to sample with the torch backend: its family, networks and call sites.
 
     ``family``, ``sites`` and ``device`` are all :func:`sample` needs, so a runtime bundle
-    (``fastgen.runtime``) that has the same three samples the same way.
+    (``fastgen.runtime``) that has the same three samples the same way; ``data`` (the recipe's ``[data]`` table,
+    what it was trained on) is what ``fastgen.api.evaluate`` compares with.
     """
 
     family: Family
@@ -48,6 +49,7 @@ class LoadedModel:
     checkpoint: Path
     device: torch.device
     call_sites: list[CallSite] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sites(self) -> Sites:
@@ -73,7 +75,8 @@ def load_model(checkpoint: str | Path, *, device: str | torch.device = "cpu", we
     except RuntimeError as exc:
         raise FastgenError(f"{loaded.path}: weights do not fit the network its config.json describes ({str(exc).splitlines()[0]})") from None
     networks["model"].to(device).eval()
-    return LoadedModel(family, networks, loaded.path, device, family.call_sites(networks))
+    data = dict((loaded.config.get("recipe") or {}).get("data") or {})
+    return LoadedModel(family, networks, loaded.path, device, family.call_sites(networks), data)
 
 
 def parse_device(device: str | torch.device) -> torch.device:

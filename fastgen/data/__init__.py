@@ -7,7 +7,7 @@ save image grids.
     checkpoint["data"] = batches.state_dict()   # later: batches.load_state_dict(checkpoint["data"])
 """
 
-from fastgen.data.dataset import SOURCES, DatasetInfo, ImageDataset, load_dataset
+from fastgen.data.dataset import SOURCES, DatasetInfo, ImageDataset, has_splits, load_dataset
 from fastgen.data.images import images_to_uint8, save_image_grid
 from fastgen.data.iterator import BatchIterator
 from fastgen.data.preprocess import FITS
@@ -18,6 +18,7 @@ __all__ = [
     "BatchIterator",
     "DatasetInfo",
     "ImageDataset",
+    "has_splits",
     "images_to_uint8",
     "load_dataset",
     "save_image_grid",

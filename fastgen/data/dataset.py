@@ -85,6 +85,11 @@ def load_dataset(name: str, resolution: int, channels: int, fit: str = "resize",
     return ImageDataset(prepare_images(raw.arrays, resolution, channels, fit), labels, info)
 
 
+def has_splits(name: str) -> bool:
+    """Whether dataset ``name`` has "train" and "test" splits (its loader takes ``split``): fashion-mnist, digits."""
+    return name in SOURCES and "split" in inspect.signature(SOURCES[name]).parameters
+
+
 def _check_options(name: str, loader: Callable[..., RawImages], options: dict[str, Any]) -> None:
     """Turn a mistyped or missing recipe option into a FastgenError instead of a TypeError from the loader."""
     parameters = inspect.signature(loader).parameters

@@ -176,7 +176,7 @@ def export_bundle(
             precision=spec.name, batch=profile,
             sites=[SiteRecord(site.name, done.file, list(site.inputs), site.output, done.engine)
                    for site, done in zip(model.call_sites, report.sites)],
-            source={"checkpoint": str(Path(model.checkpoint).resolve()), "weights": weights},
+            source={"checkpoint": str(Path(model.checkpoint).resolve()), "weights": weights, "data": model.data},
             onnx={"opset": opset, "exporter": f"torch.onnx TorchScript exporter, torch {torch.__version__}", "dynamic_axis": "batch"},
             fastgen_version=fastgen.__version__,
         )  # fmt: skip

@@ -84,7 +84,7 @@ class Manifest:
     precision: str
     batch: BatchRange
     sites: list[SiteRecord]
-    source: dict[str, Any]  # the checkpoint it came from (for the torch backend) and which weights
+    source: dict[str, Any]  # the checkpoint it came from (for the torch backend), which weights, its training [data]
     onnx: dict[str, Any]  # opset, exporter
     fastgen_version: str
     files: dict[str, str] = field(default_factory=dict)

@@ -37,6 +37,11 @@ class Bundle:
     device: torch.device
     backend: str
 
+    @property
+    def data(self) -> dict:
+        """The ``[data]`` table of the recipe the model was trained with (empty for bundles exported before it was kept)."""
+        return dict(self.manifest.source.get("data") or {})
+
 
 def is_bundle(path: str | Path) -> bool:
     """Whether ``path`` is a bundle directory (has a manifest), as opposed to a checkpoint or run directory."""
