@@ -1,4 +1,5 @@
-"""The Python API behind the CLI verbs: ``train`` a recipe, ``load_model`` a checkpoint, ``sample`` images.
+"""The Python API behind the CLI verbs: ``train`` a recipe, ``load_model`` a checkpoint, ``sample`` images,
+``evaluate`` their quality.
 
 Each function is what one ``fastgen`` verb calls, so everything the CLI does a script can do too.
 """
