@@ -41,18 +41,22 @@ SAMPLERS: dict[str, list[tuple[str, dict[str, Any]]]] = {
 }
 
 
-def train_run(family: str, recipe: Path, runs: Path, minutes: float, extra: list[str], retrain: bool) -> tuple[Path, dict]:
-    """Train ``recipe`` for ``minutes`` into ``runs/family`` (or reuse that run); returns the run and its training facts."""
+def train_run(family: str, recipe: Path, runs: Path, minutes: float, extra: list[str], retrain: bool) -> Path:
+    """Train ``recipe`` for ``minutes`` into ``runs/family``, or reuse the run already there."""
     run = runs / family
     if retrain or not (run / "checkpoints" / "latest").exists():
         overrides = [f"run.max_minutes={minutes}", "run.steps=1000000", "run.checkpoint_every=1000000", *extra]
         began = time.perf_counter()
         api.train(recipe, overrides, run_dir=run)
         print(f"{family}: trained {time.perf_counter() - began:.0f} s", flush=True)
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    steps = max((entry.get("step", 0) for entry in log), default=0)
-    recipe_sections = json.loads((run / "recipe.json").read_text())
-    return run, {"steps": steps, "minutes": minutes, "batch_size": recipe_sections["run"]["batch_size"]}
+    return run
+
+
+def training_facts(model: api.LoadedModel) -> dict[str, Any]:
+    """Steps reached, the time budget and the batch size, from the checkpoint's config.json."""
+    config = json.loads((model.checkpoint / "config.json").read_text())
+    run = config["recipe"]["run"]
+    return {"steps": config["step"], "max_minutes": run.get("max_minutes"), "batch_size": run["batch_size"]}
 
 
 def main() -> None:
@@ -78,8 +82,9 @@ def main() -> None:
     rows = []
     for family in args.families.split(","):
         recipe = ROOT / "train" / f"{family}_{args.recipe_suffix}.toml"
-        run, training = train_run(family, recipe, args.runs, args.minutes, args.set, args.retrain)
+        run = train_run(family, recipe, args.runs, args.minutes, args.set, args.retrain)
         model = api.load_model(run, device=device)
+        training = training_facts(model)
         cpu_model = model if device.type == "cpu" else api.load_model(run)
         for name, options in SAMPLERS[family]:
             work = workload(cpu_model.family, cpu_model.call_sites, **options)

@@ -360,7 +360,7 @@ def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed:
         held_out = load_dataset(name, image.resolution, image.channels, fit, split="test", **spec)
     else:
         reference, held_out = load_dataset(name, image.resolution, image.channels, fit, **spec), None
-    chosen = parse_metrics(metrics, labelled=reference.labels is not None)
+    chosen = parse_metrics(metrics, labelled=reference.labels is not None and held_out is not None)
     suite = MetricSuite(reference, held_out, chosen, reference_size=reference_size or REFERENCE_SIZE, device=model.device,
                         progress=progress)  # fmt: skip
     parts: list[dict[str, Any]] = []

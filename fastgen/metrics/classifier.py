@@ -162,7 +162,7 @@ def _train(network: DomainClassifier, data: ImageDataset, settings: ClassifierSe
     optimizer = torch.optim.Adam(network.parameters(), lr=settings.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.steps)
     order = torch.empty(0, dtype=torch.int64)
-    for _ in tqdm(range(settings.steps), desc="training the domain classifier", disable=not progress):
+    for _ in tqdm(range(settings.steps), desc="training the domain classifier", disable=None if progress else True):
         if len(order) < settings.batch_size:
             order = torch.cat([order, torch.randperm(len(data), generator=generator)])
         batch, order = order[: settings.batch_size], order[settings.batch_size :]

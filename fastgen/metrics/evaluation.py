@@ -67,7 +67,8 @@ SCORES = (
 
 
 def parse_metrics(metrics: str | Sequence[str] | None, labelled: bool) -> tuple[str, ...]:
-    """The metrics to compute, in :data:`METRICS` order; None: all (``classifier`` only for a labelled dataset)."""
+    """The metrics to compute, in :data:`METRICS` order; None: all (``classifier`` only for a ``labelled`` dataset
+    with a test split, which the classifier is measured on)."""
     if metrics is None:
         return tuple(name for name in METRICS if labelled or name != "classifier")
     names = [part.strip() for part in metrics.split(",")] if isinstance(metrics, str) else list(metrics)
@@ -75,7 +76,7 @@ def parse_metrics(metrics: str | Sequence[str] | None, labelled: bool) -> tuple[
     if unknown or not names:
         raise FastgenError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METRICS)}")
     if "classifier" in names and not labelled:
-        raise FastgenError("the classifier metrics need a labelled dataset (digits, fashion-mnist, npz with labels_key); "
+        raise FastgenError("the classifier metrics need a labelled dataset with a test split (digits, fashion-mnist); "
                            "leave classifier out of --metrics")  # fmt: skip
     return tuple(name for name in METRICS if name in names)
 
