@@ -6,9 +6,9 @@ Each function is what one ``fastgen`` verb calls, so everything the CLI does a s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -28,6 +28,8 @@ from fastgen.training import load_recipe
 from fastgen.training import train as run_training
 from fastgen.training.recipe import MAX_SEED
 
+if TYPE_CHECKING:  # imported on use: the metrics pull in datasets and feature extractors
+    from fastgen.metrics.evaluation import EvalResult
 # The recipe sections a training run reads: [run] and [optim] (the engine), the rest (the model family, the data).
 RECIPE_SECTIONS = {"run", "optim", "model", "diffusion", "loss", "data"}
 
@@ -327,7 +329,7 @@ def _chunk_seed(seed: int, index: int) -> int:
 
 def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed: int = 0, metrics: str | Sequence[str] | None = None,
              data: str | Mapping[str, Any] | None = None, reference_size: int | None = None, preview: int = 64,
-             progress: bool = False, **options: Any) -> Any:  # fmt: skip
+             progress: bool = False, **options: Any) -> EvalResult:  # fmt: skip
     """Sample ``n`` images from ``model`` in chunks of ``batch`` (sampler ``options`` as in :func:`sample`) and score them
     against the dataset it was trained on; returns a :class:`fastgen.metrics.evaluation.EvalResult`.
 
@@ -370,6 +372,8 @@ def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed:
         for index, start in enumerate(range(0, n, batch)):
             began = time.perf_counter()
             images = sample(model, min(batch, n - start), seed=_chunk_seed(seed, index), **options)
+            if images.is_cuda:  # GPU work is asynchronous: time it to the end
+                torch.cuda.synchronize(images.device)
             sampling_seconds += time.perf_counter() - began
             parts.append(suite.features_of(images))
             if sum(map(len, kept)) < preview:
