@@ -124,7 +124,7 @@ def write(args: argparse.Namespace, rows: list[dict], device: torch.device) -> N
                      f"{row['gflops_per_image']:.3g} | {row['ms_per_image']:.1f} | " + " | ".join(cells) + f" | ![]({row['grid']}) |")  # fmt: skip
         floors[row["eval"]["dataset"]] = row["floor_cells"]
     for dataset, cells in floors.items():
-        lines.append(f"| real test split | {dataset} | - | - | - | - | " + " | ".join(cells.get(h, "-") for h in headings) + " | |")
+        lines.append(f"| real test split | vs {dataset} | - | - | - | - | " + " | ".join(cells.get(h, "-") for h in headings) + " | |")
     lines += ["", *(f"- {note}" for note in rows[-1]["eval"]["notes"])]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
