@@ -226,8 +226,13 @@ def eval_(
     distance, class coverage, class entropy and the share of confidently classified samples. The real test split,
     scored the same way, is the floor. Reference features are computed once and cached."""
     from fastgen import api
+    from fastgen.outputs import JSON, MARKDOWN, PNG, check_output
     from fastgen.runtime import load_for_sampling
 
+    md = md or (json_path.with_suffix(".md") if json_path is not None else None)
+    for path, kind in ((json_path, JSON), (md, MARKDOWN), (grid, PNG)):  # before any work: a bad path must not cost it
+        if path is not None:
+            check_output(path, kind, inputs=[source])
     model = load_for_sampling(source, backend=backend, device=api.resolve_device(device), weights=weights)
     result = api.evaluate(model, n, batch=batch, seed=seed, metrics=metrics, data=data, reference_size=reference_size,
                           progress=True, **sampler_options(sampler, steps, eta, clip_x0, t_f, t_s, dt_s))  # fmt: skip
@@ -241,8 +246,8 @@ def eval_(
         _say(f"  {note}")
     if json_path is not None:
         _say(f"JSON: {result.write_json(json_path)}")
-    if md is not None or json_path is not None:
-        _say(f"Markdown: {result.write_markdown(md or json_path.with_suffix('.md'))}")
+    if md is not None:
+        _say(f"Markdown: {result.write_markdown(md)}")
     if grid is not None and result.samples is not None:
         _save_grid(result.samples, grid, nrow=8, zoom=0)
         _say(f"grid: {grid}")

@@ -58,6 +58,7 @@ class OutputKind:
 
 PNG = OutputKind("PNG image", False, _starts_with(b"\x89PNG\r\n\x1a\n"), ".png")
 JSON = OutputKind("JSON file", False, _is_json, ".json")
+MARKDOWN = OutputKind("Markdown file", False, Path.is_file, ".md")  # text: any existing .md file is one
 NPY = OutputKind("NumPy .npy file", False, _starts_with(b"\x93NUMPY"), ".npy")
 TORCH_FILE = OutputKind("torch .pt file", False, _starts_with(b"PK\x03\x04"), ".pt")  # torch.save's zip container
 BUNDLE = OutputKind("bundle", True, layout.is_bundle)

@@ -231,3 +231,7 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     cli = CliRunner()
     assert "unknown metric(s) isc" in str(cli.invoke(app, ["eval", str(bundle), "--data", "digits", "--metrics", "isc"]).exception)
     assert "no option steps" in str(cli.invoke(app, ["eval", str(bundle), "--data", "digits", "--steps", "4"]).exception)
+    occupied = tmp_path / "notes.json"
+    occupied.write_text("my notes, not a result")  # refused before any sampling, and left as it was
+    assert "refusing to overwrite" in str(cli.invoke(app, ["eval", str(bundle), "--json", str(occupied)]).exception)
+    assert occupied.read_text() == "my notes, not a result"

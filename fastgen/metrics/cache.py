@@ -1,7 +1,8 @@
 """Where metrics keep what is computed once (reference features, trained classifiers), keyed by content hash.
 
-The folder is ``$FASTGEN_CACHE``, else ``~/.cache/fastgen``. Files are written atomically, so an interrupted run
-leaves no half-written entry behind; deleting the folder only costs recomputation.
+The folder is ``$FASTGEN_CACHE``, else ``~/.cache/fastgen``. Entries are written atomically
+(:func:`fastgen.outputs.write_file`), so an interrupted run leaves no half-written one behind; deleting the folder
+only costs recomputation.
 """
 
 from __future__ import annotations
@@ -38,14 +39,3 @@ def content_hash(*parts: Any) -> str:
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     return digest.hexdigest()
-
-
-def atomic_save(path: Path, write: Any) -> Path:
-    """Call ``write(staging_path)`` and rename the result to ``path`` (readers never see a partial file)."""
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(staging)
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
-    return path

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from fastgen.data import ImageDataset
 from fastgen.errors import FastgenError
-from fastgen.metrics.cache import atomic_save, cache_dir, content_hash
+from fastgen.metrics.cache import cache_dir, content_hash
+from fastgen.outputs import TORCH_FILE, write_file
 
 CONFIDENT = 0.9  # a sample counts as recognisable when the classifier gives one class at least this probability
 # A class is covered when it holds ≥ 1/(COVERAGE_SHARE·K) of the samples: a quarter of its fair share.
@@ -150,7 +151,7 @@ def load_or_train_classifier(train: ImageDataset, test: ImageDataset, *, setting
     predicted = classifier.probabilities(classifier(test.images)).argmax(axis=1)
     classifier.accuracy = float((predicted == test.labels.numpy()).mean())
     state = {name: value.cpu() for name, value in network.state_dict().items()}
-    atomic_save(path, lambda staging: torch.save({"state_dict": state, "accuracy": classifier.accuracy}, staging))
+    write_file(path, TORCH_FILE, lambda staging: torch.save({"state_dict": state, "accuracy": classifier.accuracy}, staging))
     return classifier
 
 

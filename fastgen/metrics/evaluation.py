@@ -24,10 +24,11 @@ from tqdm import tqdm
 
 from fastgen.data import ImageDataset
 from fastgen.errors import FastgenError
-from fastgen.metrics.cache import atomic_save, cache_dir, content_hash
+from fastgen.metrics.cache import cache_dir, content_hash
 from fastgen.metrics.classifier import class_statistics, load_or_train_classifier
 from fastgen.metrics.distribution import kernel_distance, precision_recall
 from fastgen.metrics.fid import FIDStatistics, frechet_distance, inception_features
+from fastgen.outputs import JSON, MARKDOWN, NPY, write_file
 
 METRICS = ("fid", "kid", "pr", "classifier")
 INCEPTION = "inception-pool3-tf"
@@ -131,7 +132,7 @@ class MetricSuite:
             with open(staging, "wb") as file:
                 np.save(file, features)
 
-        atomic_save(path, write)
+        write_file(path, NPY, write)
         return features
 
     def features_of(self, images: Tensor, *, names: Sequence[str] | None = None, progress_label: str | None = None,
@@ -238,16 +239,10 @@ class EvalResult:
         return "\n".join(lines) + "\n"
 
     def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return write_file(path, JSON, lambda staging: staging.write_text(json.dumps(self.to_dict(), indent=2) + "\n"))
 
     def write_markdown(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.markdown())
-        return path
+        return write_file(path, MARKDOWN, lambda staging: staging.write_text(self.markdown()))
 
 
 def _format(key: str, scores: Mapping[str, float]) -> str:
