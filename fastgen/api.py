@@ -341,10 +341,10 @@ def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed:
     import time
 
     import numpy as np
-    from tqdm import tqdm
 
     from fastgen.data import has_splits, load_dataset
     from fastgen.metrics.evaluation import REFERENCE_SIZE, EvalResult, MetricSuite, parse_metrics
+    from fastgen.progress import progress_bar
 
     if n < 2 or batch < 1:
         raise FastgenError(f"evaluation needs n ≥ 2 images in batches of ≥ 1, got n={n}, batch={batch}")
@@ -368,7 +368,7 @@ def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed:
     parts: list[dict[str, Any]] = []
     kept: list[Tensor] = []
     sampling_seconds = 0.0
-    with tqdm(total=n, desc="sampling + features", unit="img", disable=None if progress else True) as bar:
+    with progress_bar(total=n, desc="sampling + features", unit="img", disable=not progress) as bar:
         for index, start in enumerate(range(0, n, batch)):
             began = time.perf_counter()
             images = sample(model, min(batch, n - start), seed=_chunk_seed(seed, index), **options)

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from fastgen.data import ImageDataset
 from fastgen.errors import FastgenError
 from fastgen.metrics.cache import cache_dir, content_hash
 from fastgen.outputs import TORCH_FILE, write_file
+from fastgen.progress import progress_bar
 
 CONFIDENT = 0.9  # a sample counts as recognisable when the classifier gives one class at least this probability
 # A class is covered when it holds ≥ 1/(COVERAGE_SHARE·K) of the samples: a quarter of its fair share.
@@ -163,7 +163,7 @@ def _train(network: DomainClassifier, data: ImageDataset, settings: ClassifierSe
     optimizer = torch.optim.Adam(network.parameters(), lr=settings.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.steps)
     order = torch.empty(0, dtype=torch.int64)
-    for _ in tqdm(range(settings.steps), desc="training the domain classifier", disable=None if progress else True):
+    for _ in progress_bar(range(settings.steps), desc="training the domain classifier", disable=not progress):
         if len(order) < settings.batch_size:
             order = torch.cat([order, torch.randperm(len(data), generator=generator)])
         batch, order = order[: settings.batch_size], order[settings.batch_size :]

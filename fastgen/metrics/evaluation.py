@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from fastgen.data import ImageDataset
 from fastgen.errors import FastgenError
@@ -29,6 +28,7 @@ from fastgen.metrics.classifier import class_statistics, load_or_train_classifie
 from fastgen.metrics.distribution import kernel_distance, precision_recall
 from fastgen.metrics.fid import FIDStatistics, frechet_distance, inception_features
 from fastgen.outputs import JSON, MARKDOWN, NPY, write_file
+from fastgen.progress import progress_bar
 
 METRICS = ("fid", "kid", "pr", "classifier")
 INCEPTION = "inception-pool3-tf"
@@ -141,7 +141,7 @@ class MetricSuite:
         names = list(self.extractors if names is None else names)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
         show = self.progress and progress_label is not None
-        with tqdm(total=len(images), desc=progress_label, disable=None if show else True, unit="img") as bar:
+        with progress_bar(total=len(images), desc=progress_label, disable=not show, unit="img") as bar:
             for batch in images.split(chunk):
                 for name in names:
                     parts[name].append(self.extractors[name](batch))
