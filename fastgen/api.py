@@ -30,6 +30,7 @@ from fastgen.training.recipe import MAX_SEED
 
 if TYPE_CHECKING:  # imported on use: the metrics pull in datasets and feature extractors
     from fastgen.metrics.evaluation import EvalResult
+
 # The recipe sections a training run reads: [run] and [optim] (the engine), the rest (the model family, the data).
 RECIPE_SECTIONS = {"run", "optim", "model", "diffusion", "loss", "data"}
 
