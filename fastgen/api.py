@@ -71,15 +71,18 @@ def seeded_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(check_seed(seed))
 
 
-def sample(model: LoadedModel | Any, n: int, *, seed: int = 0, progress: bool = False, **options: Any) -> Tensor:
+def sample(model: LoadedModel | Any, n: int, *, seed: int = 0, progress: bool = False, first_image: int = 0,
+           **options: Any) -> Tensor:  # fmt: skip
     """``n`` images [n, C, H, W] in [-1, 1] from ``model`` with its family's sampler ``options``; same seed, same images.
 
     ``model`` is a :class:`LoadedModel` or anything with its ``family``, ``sites`` and ``device`` (a runtime bundle).
+    ``first_image``: the images from that index of the seed's sequence on (chunks of a larger sample are its images).
     """
     _check_count(model, n)
     check_seed(seed)
     with torch.no_grad():
-        return model.family.sample(model.sites, n, seed=seed, device=model.device, progress=progress, **options)
+        return model.family.sample(model.sites, n, seed=seed, device=model.device, progress=progress,
+                                   first_image=first_image, **options)  # fmt: skip
 
 
 SAMPLE_CHUNK = 256
@@ -120,9 +123,7 @@ def sample_to_npy(model: LoadedModel | Any, n: int, path: str | Path, *, seed: i
         starts = range(0, n, chunk)
         for start in progress_bar(starts, desc="sampling", unit="chunk", disable=not progress or len(starts) == 1):
             count = min(chunk, n - start)
-            with torch.no_grad():
-                images = model.family.sample(model.sites, count, seed=seed, device=model.device, first_image=start, **options)
-            array[start:start + count] = images.float().cpu().numpy()
+            array[start:start + count] = sample(model, count, seed=seed, first_image=start, **options).float().cpu().numpy()
         array.flush()
         del array
 
@@ -321,13 +322,6 @@ def edit_udpm_latents(model: LoadedModel | Any, latents: Any = None, *, n: int =
     return images, 1 + variants if perturb else 4
 
 
-def _chunk_seed(seed: int, index: int) -> int:
-    """An independent sampling seed for chunk ``index`` of an evaluation seeded ``seed``."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
 def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed: int = 0, metrics: str | Sequence[str] | None = None,
              data: str | Mapping[str, Any] | None = None, reference_size: int | None = None, preview: int = 64,
              progress: bool = False, **options: Any) -> EvalResult:  # fmt: skip
@@ -370,9 +364,9 @@ def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed:
     kept: list[Tensor] = []
     sampling_seconds = 0.0
     with progress_bar(total=n, desc="sampling + features", unit="img", disable=not progress) as bar:
-        for index, start in enumerate(range(0, n, batch)):
+        for start in range(0, n, batch):
             began = time.perf_counter()
-            images = sample(model, min(batch, n - start), seed=_chunk_seed(seed, index), **options)
+            images = sample(model, min(batch, n - start), seed=seed, first_image=start, **options)
             if images.is_cuda:  # GPU work is asynchronous: time it to the end
                 torch.cuda.synchronize(images.device)
             sampling_seconds += time.perf_counter() - began
