@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on any machine (an idle 2-core CPU: about 7½ minutes): show the environment, train the tiny UDPM
+# The main job on any machine (an idle 2-core CPU: about 7½–8 minutes): show the environment, train the tiny UDPM
 # and DDPM presets on scikit-learn's digits (train/{udpm,ddpm}_tiny.toml, both at once, one core each), sample them
 # to PNG grids — UDPM in 3 network calls, DDPM in 1000 — export the UDPM model to an ONNX bundle and sample that too,
 # run the CPU bench (presets at batch 1, then the bundle's graphs on ONNX Runtime), and end with how good the samples
