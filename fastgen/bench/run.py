@@ -37,7 +37,6 @@ from fastgen.runtime.backends import OnnxRuntimeBackend
 
 BACKENDS = ("torch", "graph", "onnxruntime", "tensorrt")
 EXPORTED_BACKENDS = ("onnxruntime", "tensorrt")  # run the networks' exported graphs / engines
-FAMILY_ORDER = ("udpm", "ddpm", "pddpm", "blur")
 PRESETS = ("tiny", "small", "paper")
 PRESET_CHANNELS = 3  # presets bench RGB images
 
@@ -59,9 +58,8 @@ GPU_DEFAULTS = Defaults(batches=(1, 64, 256), backends=("torch", "graph"), prese
 
 
 def default_families() -> tuple[str, ...]:
-    """Every registered family, the paper's order first."""
-    ordered = [name for name in FAMILY_ORDER if name in FAMILIES]
-    return (*ordered, *(name for name in FAMILIES if name not in FAMILY_ORDER))
+    """Every registered family, in the registry's (the papers') order."""
+    return tuple(FAMILIES)
 
 
 def samplers(family: Family, ddim_steps: int | None) -> list[tuple[str, dict[str, Any]]]:
