@@ -164,17 +164,17 @@ void verify_files(const Manifest& manifest) {
     }
     for (const auto& [name, expected] : manifest.files) {
         if (!plain_file_name(name))
-            bundle_error("bundle " + directory + ": manifest names '" + name + "', which is not a file of the bundle; re-export it");
+            bundle_error("bundle " + directory + " names '" + name + "', which is not a file of it; it cannot be trusted: re-create it");
         const std::string path = manifest.path_of(name);
         struct stat info {};
         if (lstat(path.c_str(), &info) != 0)
-            bundle_error("bundle " + directory + " is missing " + name + "; copy the whole bundle again or re-export it");
-        // A link could point anywhere (and change after the check): bundles hold their files themselves.
+            bundle_error("bundle " + directory + " is missing " + name + "; copy the whole folder again or re-create it");
+        // A link could point anywhere (and change after the check): bundles hold their files themselves. The messages
+        // are Python's (fastgen/integrity.py), word for word.
         if (S_ISLNK(info.st_mode))
-            bundle_error("bundle " + directory + ": " + name + " is a symbolic link, not a file of the bundle; copy the file itself "
-                         "into the bundle (cp -L) or re-export it");
+            bundle_error("bundle " + directory + ": " + name + " is a link that leads outside it; replace it with the file itself");
         if (!S_ISREG(info.st_mode))
-            bundle_error("bundle " + directory + " is missing " + name + "; copy the whole bundle again or re-export it");
+            bundle_error("bundle " + directory + " is missing " + name + "; copy the whole folder again or re-create it");
         if (sha256_file(path) != expected)
             bundle_error("bundle " + directory + ": " + name + " does not match its SHA-256 in " + kManifestFile +
                          " (altered or truncated); copy the whole bundle again or re-export it");

@@ -158,7 +158,7 @@ TEST(Manifest, RefusesPathsOutOfTheBundle) {
         BundleFixture bundle;
         bundle.manifest["files"][name] = kAbcSha256;
         EXPECT_EQ(bundle.refusal(),
-                  "bundle " + bundle.dir.str() + ": manifest names '" + name + "', which is not a file of the bundle; re-export it");
+                  "bundle " + bundle.dir.str() + " names '" + name + "', which is not a file of it; it cannot be trusted: re-create it");
     }
 }
 
@@ -168,15 +168,14 @@ TEST(Manifest, RefusesSymbolicLinks) {
     write_file(elsewhere.path() / "graph", "abc");
     std::filesystem::remove(bundle.dir.path() / "level_1.onnx");
     std::filesystem::create_symlink(elsewhere.path() / "graph", bundle.dir.path() / "level_1.onnx");
-    EXPECT_EQ(bundle.refusal(), "bundle " + bundle.dir.str() +
-                                    ": level_1.onnx is a symbolic link, not a file of the bundle; copy the file itself into the bundle "
-                                    "(cp -L) or re-export it");
+    EXPECT_EQ(bundle.refusal(),
+              "bundle " + bundle.dir.str() + ": level_1.onnx is a link that leads outside it; replace it with the file itself");
 }
 
 TEST(Manifest, RefusesMissingFiles) {
     BundleFixture bundle;
     std::filesystem::remove(bundle.dir.path() / "level_1.onnx");
-    EXPECT_EQ(bundle.refusal(), "bundle " + bundle.dir.str() + " is missing level_1.onnx; copy the whole bundle again or re-export it");
+    EXPECT_EQ(bundle.refusal(), "bundle " + bundle.dir.str() + " is missing level_1.onnx; copy the whole folder again or re-create it");
 }
 
 TEST(Manifest, RefusesAlteredFiles) {
