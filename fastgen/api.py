@@ -158,26 +158,28 @@ def _latent_family(model: Any) -> Any:
 
 def sample_udpm_latents(model: LoadedModel | Any, n: int, *, seed: int = 0, interpolate: bool = False,
                         nrow: int = 8) -> tuple[Tensor, Any]:  # fmt: skip
-    """UDPM images with the latents that made them. ``interpolate``: an nrow×nrow grid between four random
-    corner latents (udpm.md Fig. 5) instead of ``n`` independent samples."""
+    """UDPM images with the latents that made them: :func:`sample`'s ``n`` images of ``seed``. ``interpolate``: an
+    nrow×nrow grid between the latents of that seed's first four images (udpm.md Fig. 5) instead."""
     from fastgen.diffusion import udpm
 
     family = _latent_family(model)
     _check_count(model, nrow * nrow if interpolate else n)
-    generator = seeded_generator(seed)
+    check_seed(seed)
     if interpolate:
-        corners = [family.draw_latents(1, generator, model.device) for _ in range(4)]
+        corners = family.draw_latents(4, seed)
         weights = torch.linspace(1, 0, nrow).tolist()
-        latents = udpm.interpolation_grid(corners, weights, weights)
+        latents = udpm.interpolation_grid([corners.select(index) for index in range(4)], weights, weights)
     else:
-        latents = family.draw_latents(n, generator, model.device)
-    result = family.sample_with_latents(model.sites, latents)
-    return result.image, result.latents
+        latents = family.draw_latents(n, seed)
+    return sample(model, latents.batch_size, latents=latents.to(model.device)), latents
 
 
 def save_latents(latents: Any, path: str | Path) -> Path:
-    """Write UDPM latents (x_L and the per-level noises, CPU tensors) to a ``.pt`` file, atomically."""
+    """Write UDPM latents (x_L, the per-level noises and, circulant kernel, observation noises; CPU tensors) to a
+    ``.pt`` file, atomically."""
     data = {"x_top": latents.x_top.cpu(), "noises": [noise.cpu() for noise in latents.noises]}
+    if latents.obs_noises is not None:
+        data["obs_noises"] = [noise.cpu() for noise in latents.obs_noises]
     return write_file(path, TORCH_FILE, lambda staging: torch.save(data, staging))
 
 
@@ -201,14 +203,15 @@ def load_latents(path: str | Path) -> Any:
 
     try:
         data = torch.load(path, weights_only=True)
-        latents = udpm.UDPMLatents(data["x_top"], tuple(data["noises"]))
+        obs_noises = tuple(data["obs_noises"]) if "obs_noises" in data else None
+        latents = udpm.UDPMLatents(data["x_top"], tuple(data["noises"]), obs_noises)
     except OSError as exc:
         raise FastgenError(f"cannot read latents file {path} ({exc.strerror or exc})") from None
     # torch.load's restricted unpickler raises many kinds of error on a file that is not its own (and its messages
     # suggest weights_only=False, which a file of tensors never needs).
     except Exception as exc:  # noqa: BLE001
         raise FastgenError(f"{path} is not a fastgen UDPM latents file ({type(exc).__name__}); write one with --save-latents") from None
-    if not all(isinstance(tensor, Tensor) for tensor in (latents.x_top, *latents.noises)):
+    if not all(isinstance(tensor, Tensor) for tensor in latents.maps()):
         raise FastgenError(f"{path} is not a fastgen UDPM latents file (it holds no tensors); write one with --save-latents")
     return latents
 
@@ -271,7 +274,7 @@ def upscale_files(model: LoadedModel, inputs: Sequence[str | Path], out: str | P
 
 def latent_level(model: LoadedModel | Any, level: int | str) -> int:
     """A UDPM latent map by level: 1 … L name the noise e_l of the step x_l → x_{l-1}, ``"top"`` the white noise
-    that makes x_L (returned as L + 1, the index :meth:`fastgen.diffusion.udpm.UDPMLatents.latent_map` takes)."""
+    that makes x_L (returned as L + 1, the index :meth:`fastgen.diffusion.udpm.UDPMLatents.latent_maps` takes)."""
     levels = _latent_family(model).schedule.levels
     if level == "top":
         return levels + 1
@@ -305,7 +308,7 @@ def edit_udpm_latents(model: LoadedModel | Any, latents: Any = None, *, n: int =
     perturb = [(latent_level(model, level), strength) for level, strength in perturb]
     swap = [(other, latent_level(model, level)) for other, level in swap]
     generator = seeded_generator(seed)
-    base = latents if latents is not None else family.draw_latents(n, generator)
+    base = latents if latents is not None else family.draw_latents(n, seed)
     for other, _ in swap:
         if other.batch_size != base.batch_size:
             raise FastgenError(f"swap latents hold {other.batch_size} images, the edited ones {base.batch_size}; they must match")
@@ -318,8 +321,8 @@ def edit_udpm_latents(model: LoadedModel | Any, latents: Any = None, *, n: int =
         for other, level in swap:
             partner = other.select(index)
             rows += [image, *udpm.swap_noise(image, partner, level), partner]
-    images = family.sample_with_latents(model.sites, udpm.concat_latents(rows).to(model.device)).image
-    return images, 1 + variants if perturb else 4
+    edited = udpm.concat_latents(rows)
+    return sample(model, edited.batch_size, latents=edited.to(model.device)), 1 + variants if perturb else 4
 
 
 def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed: int = 0, metrics: str | Sequence[str] | None = None,

@@ -73,7 +73,7 @@ def test_runner_errors_name_the_problem() -> None:
     family, networks = tiny_model("udpm")
     with pytest.raises(FastgenError, match="batch size must be a positive integer"):
         ProgramRunner(family, networks, 0)
-    with pytest.raises(FastgenError, match="explicit latents run the eager sampler"):
+    with pytest.raises(FastgenError, match="explicit latents are the draws of one run"):
         ProgramRunner(family, networks, 2, latents=None)
     runner = ProgramRunner(family, networks, 2, max_calls=2)
     assert (runner.nfe, runner.calls, runner.fused) == (3, 2, False)

@@ -32,6 +32,15 @@ def model(udpm_run: Path) -> api.LoadedModel:
     return api.load_model(udpm_run, device="cpu")
 
 
+@pytest.fixture(scope="module", params=["box", "gaussian"])
+def any_kernel_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> api.LoadedModel:
+    """The tiny UDPM with either kernel (a Gaussian one draws two maps per level: Matheron's rule)."""
+    run = tmp_path_factory.mktemp(request.param) / "run"
+    overrides = ["run.steps=2", "run.checkpoint_every=2", f'diffusion.kernel="{request.param}"']
+    api.train(ROOT / "train" / "udpm_tiny.toml", overrides, run_dir=run)
+    return api.load_model(run, device="cpu")
+
+
 def sample_recording_inputs(model: api.LoadedModel, latents: udpm.UDPMLatents) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """The images, and x_l for l = L … 1: what each level's network was given (recorded around the real sites)."""
     inputs: dict[int, torch.Tensor] = {}
@@ -41,15 +50,16 @@ def sample_recording_inputs(model: api.LoadedModel, latents: udpm.UDPMLatents) -
         return lambda x: inputs.setdefault(level, x.clone()) is not None and site(x)
 
     sites = {f"level_{level}": recording(level) for level in range(1, LEVELS + 1)}
-    return model.family.sample_with_latents(sites, latents).image, inputs
+    return model.family.sample(sites, latents.batch_size, latents=latents), inputs
 
 
 @pytest.mark.parametrize("edited", range(1, LEVELS + 2))
-def test_editing_map_l_leaves_the_states_at_levels_l_and_above_unchanged(model: api.LoadedModel, edited: int) -> None:
-    """Map l (e_l; l = L + 1 is x_L) enters the step x_l → x_{l-1}: x_L … x_l — the inputs of the networks at levels
-    L … l — are bit-identical after the edit, x_{l-1} … x_1 all change. e_1 changes nothing at all (the exact
-    posterior collapses onto x̂ at level 1), every other map changes the image."""
-    latents = model.family.draw_latents(2, torch.Generator().manual_seed(0))
+def test_editing_map_l_leaves_the_states_at_levels_l_and_above_unchanged(any_kernel_model: api.LoadedModel, edited: int) -> None:
+    """Map l (e_l, with e'_l for a Gaussian kernel; l = L + 1 is x_L) enters the step x_l → x_{l-1}: x_L … x_l — the
+    inputs of the networks at levels L … l — are bit-identical after the edit, x_{l-1} … x_1 all change. e_1 changes
+    nothing at all (the exact posterior collapses onto x̂ at level 1), every other map changes the image."""
+    model = any_kernel_model
+    latents = model.family.draw_latents(2, 0)
     edited_latents = udpm.perturb_noise(latents, edited, 0.8, torch.Generator().manual_seed(1))
     images, states = sample_recording_inputs(model, latents)
     edited_images, edited_states = sample_recording_inputs(model, edited_latents)
@@ -59,9 +69,30 @@ def test_editing_map_l_leaves_the_states_at_levels_l_and_above_unchanged(model: 
     assert torch.equal(images, edited_images) == (edited == 1)
 
 
+def test_saved_latents_are_the_seeds_and_replay_its_images(any_kernel_model: api.LoadedModel, tmp_path: Path) -> None:
+    """--save-latents changes no image: the latents saved are the seeded program's draws, and replaying the file gives
+    the same images bit for bit; an interpolation grid's corners are the seed's first four images. Latents of the
+    other kernel's format are one clear error."""
+    model = any_kernel_model
+    images, latents = api.sample_udpm_latents(model, 3, seed=5)
+    assert torch.equal(images, api.sample(model, 3, seed=5))
+    replayed = api.load_latents(api.save_latents(latents, tmp_path / "latents.pt"))
+    assert torch.equal(api.sample(model, 3, latents=replayed), images)
+    grid, _ = api.sample_udpm_latents(model, 0, seed=5, interpolate=True, nrow=3)
+    torch.testing.assert_close(grid[[0, 2, 6, 8]], api.sample(model, 4, seed=5), rtol=1e-5, atol=1e-5)
+    if latents.obs_noises is None:
+        other_format = udpm.UDPMLatents(latents.x_top, latents.noises, (*latents.noises[1:], latents.x_top))
+        message = "hold observation-noise maps"
+    else:
+        other_format = udpm.UDPMLatents(latents.x_top, latents.noises)
+        message = "hold no observation-noise maps.*save them again with --save-latents"
+    with pytest.raises(FastgenError, match=message):
+        api.sample(model, 3, latents=api.load_latents(api.save_latents(other_format, tmp_path / "other.pt")))
+
+
 def test_perturbation_rows_start_with_the_original_and_a_seed_fixes_them(model: api.LoadedModel) -> None:
-    latents = model.family.draw_latents(2, torch.Generator().manual_seed(3))
-    originals = model.family.sample_with_latents(model.sites, latents).image
+    latents = model.family.draw_latents(2, 3)
+    originals = api.sample(model, 2, latents=latents)
     perturb = [("top", 0.5), (2, 0.5)]
     images, columns = api.edit_udpm_latents(model, latents, perturb=perturb, variants=3, seed=4)
     again, _ = api.edit_udpm_latents(model, latents, perturb=perturb, variants=3, seed=4)
@@ -80,20 +111,20 @@ def test_perturbation_rows_start_with_the_original_and_a_seed_fixes_them(model: 
 
 
 def test_swap_rows_hold_both_originals_around_the_two_exchanges(model: api.LoadedModel) -> None:
-    first = model.family.draw_latents(2, torch.Generator().manual_seed(6))
-    second = model.family.draw_latents(2, torch.Generator().manual_seed(7))
+    first = model.family.draw_latents(2, 6)
+    second = model.family.draw_latents(2, 7)
     images, columns = api.edit_udpm_latents(model, first, swap=[(second, 2)])
     assert columns == 4 and images.shape == (8, 1, 16, 16)
     rows = images.reshape(2, 4, 1, 16, 16)
     for name, latents, column in (("first", first, 0), ("second", second, 3)):
-        originals = model.family.sample_with_latents(model.sites, latents).image
+        originals = api.sample(model, 2, latents=latents)
         torch.testing.assert_close(rows[:, column], originals, rtol=0, atol=1e-6, msg=name)
     expected, _ = udpm.swap_noise(first, second, 2)
-    torch.testing.assert_close(rows[:, 1], model.family.sample_with_latents(model.sites, expected).image, rtol=0, atol=1e-6)
+    torch.testing.assert_close(rows[:, 1], api.sample(model, 2, latents=expected), rtol=0, atol=1e-6)
 
 
 def test_edit_api_errors(model: api.LoadedModel) -> None:
-    latents = model.family.draw_latents(2, torch.Generator().manual_seed(0))
+    latents = model.family.draw_latents(2, 0)
     with pytest.raises(FastgenError, match="latent level must be 1 … 3"):
         api.edit_udpm_latents(model, latents, perturb=[(4, 0.5)])
     with pytest.raises(FastgenError, match="strength must lie in"):

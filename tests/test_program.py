@@ -18,6 +18,7 @@ from fastgen.errors import FastgenError
 from fastgen.families import Family, module_sites
 from fastgen.families.ddpm import schedule_from
 from fastgen.kernels import philox as mirror
+from fastgen.sampling import interpreter
 from fastgen.sampling.interpreter import Interpreter
 from fastgen.sampling.noise import normals, philox4x32_10, seed_words
 from fastgen.sampling.program import Program
@@ -51,19 +52,13 @@ def reference_sample(family: Family, sites: dict, batch: int, seed: int, options
     if family.name == "blur":
         schedule = blur.make_blur_schedule(image.resolution, image.resolution, **family.config.diffusion, dtype=F64)
         return blur.sample(schedule, sites["denoiser"], batch, image.channels, generator=generator)
-    process = family.process
-    predictors = [sites[f"level_{level}"] for level in range(1, family.schedule.levels + 1)]
-    if isinstance(process, udpm.UDPM):
-        return udpm.sample(process, predictors, generator, shape=shape, dtype=F64).image
-    # The circulant kernel's program step is Matheron's rule: two white maps per level, e then e'.
-    top = family.input_resolution(family.schedule.levels)
-    x = process.prior_sample(torch.randn(batch, image.channels, top, top, generator=generator, dtype=F64))
-    for level in range(family.schedule.levels, 0, -1):
-        x_hat = predictors[level - 1](x)
-        pair = [torch.randn(like.shape, generator=generator, dtype=F64) if level > 1 else torch.zeros_like(like)
-                for like in (x_hat, x)]  # fmt: skip
-        x = process.matheron_step(x, x_hat, level, *pair)
-    return x
+    # The program draws as udpm.draw_latents does (x_L, then e_L (, e'_L) … ), less the level-1 step's maps it
+    # skips: they come last and change nothing.
+    return udpm.sample(family.process, udpm_predictors(family, sites), generator, shape=shape, dtype=F64).image
+
+
+def udpm_predictors(family: Family, sites: dict) -> list:
+    return [sites[f"level_{level}"] for level in range(1, family.schedule.levels + 1)]
 
 
 @pytest.mark.parametrize(("family_name", "diffusion", "options"), CASES, ids=IDS)
@@ -93,6 +88,63 @@ def test_graph_path_equals_eager_and_seeds_reproduce(family_name: str, diffusion
         other = runner.run()
     assert torch.equal(captured_path, eager)
     assert not torch.allclose(other, eager)
+
+
+UDPM_KERNELS = pytest.mark.parametrize("kernel", ["box", "gaussian"])
+
+
+@UDPM_KERNELS
+def test_udpm_program_with_explicit_latents_equals_the_oracle(kernel: str) -> None:
+    """Explicit latents are the program's draws: its run is udpm.sample's on the same latents, float64, to 1e-12."""
+    family, networks = tiny_model("udpm", kernel=kernel)
+    sites = module_sites(family.call_sites({name: net.double() for name, net in networks.items()}))
+    image = family.image
+    shape = (3, image.channels, image.resolution, image.resolution)
+    latents = udpm.draw_latents(family.schedule, shape, torch.Generator().manual_seed(2), F64,
+                                observation_noise=family.process.observation_noise)  # fmt: skip
+    with torch.inference_mode():
+        expected = udpm.sample(family.process, udpm_predictors(family, sites), latents).image
+        got = interpreter.sample(family.program(), sites, 3, draws=family.latent_draws(latents), dtype=F64)
+    assert expected.std() > 0.1
+    assert (got - expected).abs().max() <= 1e-12
+
+
+@UDPM_KERNELS
+def test_a_seeds_latents_replay_its_images(kernel: str) -> None:
+    """draw_latents(n, seed) are the draws the seeded program makes: sampling them gives its images bit for bit;
+    from image k on, they are that slice of the seed's images; edits of level 1 change nothing."""
+    family, networks = tiny_model("udpm", kernel=kernel)
+    sites = module_sites(family.call_sites(networks))
+    with torch.inference_mode():
+        seeded = family.sample(sites, 3, seed=4)
+        latents = family.draw_latents(3, 4)
+        assert torch.equal(family.sample(sites, 3, latents=latents), seeded)
+        later = family.sample(sites, 2, latents=family.draw_latents(2, 4, first_image=1))
+        level_one = udpm.perturb_noise(latents, 1, 1.0, torch.Generator().manual_seed(0))
+        assert torch.equal(family.sample(sites, 3, latents=level_one), seeded)
+    torch.testing.assert_close(later, seeded[1:], rtol=1e-5, atol=1e-5)  # the network batches differently
+    assert len(latents.maps()) == (7 if kernel == "gaussian" else 4)
+
+
+@pytest.mark.parametrize(
+    ("draws", "message"),
+    [
+        (lambda d: d.update({(0, 0): torch.zeros(2, 3, 4, 4)}),
+         r"explicit draw 0 of op 0 has shape \[2, 3, 4, 4\], but the program draws \[2, 3, 2, 2\] there"),
+        (lambda d: d.update({(0, 0): torch.zeros(2, 3, 2, 2, dtype=torch.int64)}),
+         r"explicit draw \(0, 0\) must be a floating-point tensor of normals, got torch.int64"),
+        (lambda d: d.update({(0, 0): [[0.0]]}), r"explicit draw \(0, 0\) must be a floating-point tensor of normals, got list"),
+        (lambda d: d.update({"x_top": torch.zeros(2, 3, 2, 2)}), r"keyed by \(op index, draw\) integer pairs, got 'x_top'"),
+        (lambda d: d.update({(6, 0): torch.zeros(2, 3, 16, 16)}), r"explicit draws \[\(6, 0\)\] \(op index, draw\) are not draws"),
+    ],
+    ids=["shape", "dtype", "not-a-tensor", "key", "not-drawn"],
+)  # fmt: skip
+def test_bad_explicit_draws_are_one_clear_error(draws, message: str) -> None:
+    family, networks = tiny_model("udpm")
+    good = dict(family.latent_draws(family.draw_latents(2, 0)))
+    draws(good)
+    with pytest.raises(FastgenError, match=message):
+        interpreter.sample(family.program(), module_sites(family.call_sites(networks)), 2, draws=good)
 
 
 def test_a_batch_is_a_prefix_of_a_larger_one() -> None:

@@ -91,17 +91,6 @@ def test_resumed_udpm_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
     assert [[r[k] for k in keys] for r in straight] == [[r[k] for k in keys] for r in split]
 
 
-def test_udpm_latents_reproduce_and_interpolate(tmp_path: Path) -> None:
-    final = api.train(TINY["udpm"], ["run.steps=2", "run.checkpoint_every=2"], run_dir=tmp_path / "run")
-    model = api.load_model(final)
-    images, latents = api.sample_udpm_latents(model, 4, seed=3)
-    path = api.save_latents(latents, tmp_path / "latents.pt")
-    replay = model.family.sample_with_latents(model.sites, api.load_latents(path)).image
-    assert torch.equal(images, replay)
-    grid, _ = api.sample_udpm_latents(model, 0, seed=3, interpolate=True, nrow=3)
-    assert grid.shape[0] == 9
-
-
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -16,6 +16,7 @@ from fastgen.diffusion.udpm import (
     UDPMLatents,
     UDPMSchedule,
     box_kernel,
+    concat_latents,
     draw_latents,
     gaussian_kernel,
     interpolation_grid,
@@ -91,10 +92,6 @@ def deterministic_predictors(gamma: int, levels: int):
         lambda x, level=level: torch.tanh(F.interpolate(x, scale_factor=gamma) + 0.1 * level)
         for level in range(1, levels + 1)
     ]
-
-
-def pick(latents: UDPMLatents, index: int) -> UDPMLatents:
-    return UDPMLatents(latents.x_top[index : index + 1], tuple(n[index : index + 1] for n in latents.noises))
 
 
 # ------------------------------------------------------------------------------------------- schedule
@@ -345,9 +342,10 @@ def test_same_latents_give_the_same_sample(process):
     first = sample(process, predictors, torch.Generator().manual_seed(6), shape=(2, 3, 16, 16))
     again = sample(process, predictors, first.latents)
     assert torch.equal(first.image, again.image)
-    redrawn = draw_latents(MILD, (2, 3, 16, 16), torch.Generator().manual_seed(6))
+    redrawn = draw_latents(MILD, (2, 3, 16, 16), torch.Generator().manual_seed(6), observation_noise=process.observation_noise)
     used = first.latents
-    assert all(torch.equal(a, b) for a, b in zip((redrawn.x_top, *redrawn.noises), (used.x_top, *used.noises)))
+    assert len(used.maps()) == (7 if process.observation_noise else 4)  # x_top, e_1 … e_3 (, e'_1 … e'_3)
+    assert all(torch.equal(a, b) for a, b in zip(redrawn.maps(), used.maps(), strict=True))
     other = sample(process, predictors, torch.Generator().manual_seed(7), shape=(2, 3, 16, 16))
     assert not torch.allclose(first.image, other.image)
     single = sample(process, level_predictors(lambda x, level: predictors[level - 1](x), 3), first.latents)
@@ -358,7 +356,7 @@ def test_interpolation_grid_corners_reproduce_corner_samples():
     process, predictors = UDPM(MILD), deterministic_predictors(2, 3)
     corners_batch = draw_latents(MILD, (4, 3, 16, 16), torch.Generator().manual_seed(8), F64)
     corner_images = sample(process, predictors, corners_batch).image
-    grid = interpolation_grid([pick(corners_batch, k) for k in range(4)], [1.0, 0.6, 0.0], [1.0, 0.3, 0.0])
+    grid = interpolation_grid([corners_batch.select(k) for k in range(4)], [1.0, 0.6, 0.0], [1.0, 0.3, 0.0])
     images = sample(process, predictors, grid).image.reshape(3, 3, 3, 16, 16)
     for corner, (i, j) in enumerate([(0, 0), (0, 2), (2, 0), (2, 2)]):
         torch.testing.assert_close(images[i, j], corner_images[corner])
@@ -370,25 +368,32 @@ def test_interpolation_grid_corners_reproduce_corner_samples():
     torch.testing.assert_close(mixed.x_top.flatten(1).norm(dim=1), torch.ones(12, dtype=F64))
 
 
-def test_swap_and_perturb_change_only_the_chosen_level():
-    process, predictors = UDPM(MILD), deterministic_predictors(2, 3)
-    both = draw_latents(MILD, (2, 3, 16, 16), torch.Generator().manual_seed(9), F64)
-    first, second = pick(both, 0), pick(both, 1)
+@pytest.mark.parametrize("process", [UDPM(MILD), CirculantUDPM(MILD)], ids=["closed", "circulant"])
+def test_swap_and_perturb_change_only_the_chosen_level(process):
+    """A level's maps (e_l, and e'_l with observation noise) are edited together; the other levels' stay."""
+    predictors = deterministic_predictors(2, 3)
+    both = draw_latents(MILD, (2, 3, 16, 16), torch.Generator().manual_seed(9), F64, observation_noise=process.observation_noise)
+    first, second = both.select(0), both.select(1)
     image = sample(process, predictors, first).image
+
+    def same_maps(a: UDPMLatents, b: UDPMLatents, level: int) -> bool:
+        return all(x is y for x, y in zip(a.latent_maps(level), b.latent_maps(level), strict=True))
 
     # Under the exact posterior x_0 = f_1(x_1): the level-1 noise has no effect at all.
     swapped_fine, _ = swap_noise(first, second, 1)
     assert torch.equal(sample(process, predictors, swapped_fine).image, image)
     swapped, swapped_back = swap_noise(first, second, 2)
-    assert torch.equal(swapped.noises[1], second.noises[1]) and torch.equal(swapped_back.noises[1], first.noises[1])
-    assert swapped.noises[0] is first.noises[0] and swapped.noises[2] is first.noises[2]
+    assert len(swapped.latent_maps(2)) == (2 if process.observation_noise else 1)
+    assert same_maps(swapped, second, 2) and same_maps(swapped_back, first, 2)
+    assert same_maps(swapped, first, 1) and same_maps(swapped, first, 3) and same_maps(swapped, first, 4)
     assert not torch.allclose(sample(process, predictors, swapped).image, image)
-    assert torch.equal(swap_noise(*swap_noise(first, second, 2), 2)[0].noises[1], first.noises[1])
+    assert same_maps(swap_noise(*swap_noise(first, second, 2), 2)[0], first, 2)
 
     unchanged = perturb_noise(first, 2, 0.0, torch.Generator().manual_seed(10))
     assert torch.equal(sample(process, predictors, unchanged).image, image)
     perturbed = perturb_noise(first, 3, 0.3, torch.Generator().manual_seed(10))
-    assert perturbed.noises[:2] == first.noises[:2] and perturbed.x_top is first.x_top
+    assert all(same_maps(perturbed, first, level) for level in (1, 2, 4))
+    assert all(not torch.equal(new, old) for new, old in zip(perturbed.latent_maps(3), first.latent_maps(3), strict=True))
     assert not torch.allclose(sample(process, predictors, perturbed).image, image)
 
 
@@ -405,9 +410,14 @@ def _step(x_l_shape, x_hat_shape, level=2, noise_shape=None, process=None):
     return process.posterior_step(torch.zeros(x_l_shape), torch.zeros(x_hat_shape), level, noise)
 
 
-def _sample(latents=None, predictors=None):
+def _sample(latents=None, predictors=None, process=None):
     predictors = deterministic_predictors(2, 3) if predictors is None else predictors
-    return sample(UDPM(PAPER), predictors, _latents() if latents is None else latents)
+    return sample(process or UDPM(PAPER), predictors, _latents() if latents is None else latents)
+
+
+def _with_obs_noises(latents, edit=lambda maps: maps):
+    """``latents`` with observation-noise maps e'_l at x_l's resolution (e_{l+1}'s, x_top's for l = L), then ``edit``ed."""
+    return UDPMLatents(latents.x_top, latents.noises, edit(tuple(torch.zeros_like(e) for e in (*latents.noises[1:], latents.x_top))))
 
 
 def _with_first_noise(noise_edit):
@@ -455,6 +465,23 @@ BAD_INPUTS = [
         "latents-count",
     ),
     (lambda: _sample(_with_first_noise(lambda e: e[..., :8, :8])), r"latents noise e_1 has shape", "latents-shape"),
+    (
+        lambda: _sample(process=CirculantUDPM(PAPER)),
+        r"latents hold no observation-noise maps, which this UDPM's circulant-kernel .* save them again with --save-latents",
+        "latents-without-observation-noise",
+    ),
+    (lambda: _sample(_with_obs_noises(_latents())), r"hold observation-noise maps .* box-kernel", "latents-extra-observation-noise"),
+    (
+        lambda: _sample(_with_obs_noises(_latents(), lambda maps: maps[:2]), process=CirculantUDPM(PAPER)),
+        r"2 observation-noise maps for 3 levels",
+        "latents-observation-count",
+    ),
+    (
+        lambda: _sample(_with_obs_noises(_latents(), lambda maps: (maps[0], maps[0], maps[2])), process=CirculantUDPM(PAPER)),
+        r"latents noise e'_2 has shape \(1, 3, 8, 8\), expected \(1, 3, 4, 4\) \(the resolution of x_2",
+        "latents-observation-shape",
+    ),
+    (lambda: concat_latents([_latents(), _with_obs_noises(_latents())]), r"do not combine", "latents-mixed"),
     (lambda: _sample(predictors=deterministic_predictors(2, 2)), r"2 predictors for 3 levels", "predictor-count"),
     (lambda: _sample(predictors=lambda x, level: x), r"level_predictors", "predictor-not-a-list"),
     (

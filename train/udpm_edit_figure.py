@@ -38,7 +38,7 @@ def main() -> None:
 
     model = api.load_model(args.run, device="cpu")
     names = level_names(model.family.schedule.levels)
-    latents = model.family.draw_latents(args.n, torch.Generator().manual_seed(args.seed))
+    latents = model.family.draw_latents(args.n, args.seed)
     perturb = [(name, args.strength) for name in names]
     images, columns = api.edit_udpm_latents(model, latents, perturb=perturb, variants=args.variants, seed=args.seed)
     rows = images.reshape(args.n, len(names), columns, *images.shape[1:])
@@ -53,7 +53,7 @@ def main() -> None:
     print(f"perturbation grid: {save_image_grid(F.interpolate(images, scale_factor=zoom), args.perturb_png, nrow=columns)}")
 
     if args.swap_png is not None:
-        partners = model.family.draw_latents(args.n, torch.Generator().manual_seed(args.seed + 1))
+        partners = model.family.draw_latents(args.n, args.seed + 1)
         swapped, columns = api.edit_udpm_latents(model, latents, swap=[(partners, name) for name in names])
         rows = swapped.reshape(args.n, len(names), columns, *swapped.shape[1:])
         print("| map swapped | mean abs change of A (A with B's map vs A) |")

@@ -18,8 +18,9 @@ Level-1 limit: ``σ̃_0 = 0`` (``x_0`` is the data), so ``B = 1/σ̃_0² = ∞``
 at level 1 the gain and both variances are exactly 0 and the step returns ``x̂`` bit for bit. Consequently
 the level-1 noise ``e_1`` has no effect on a sample.
 
-Latents: a sample is a deterministic function of :class:`UDPMLatents` (``x_L`` and one white noise map per
-level), which is what makes interpolation, perturbation and swapping (paper Sec. 4, App. C) possible.
+Latents: a sample is a deterministic function of :class:`UDPMLatents` (``x_L`` and per level one white noise map,
+two for a circulant kernel's Matheron step), which is what makes interpolation, perturbation and swapping (paper
+Sec. 4, App. C) possible.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,7 @@ __all__ = [
     "UDPMProcess",
     "UDPMSchedule",
     "box_kernel",
+    "check_latents",
     "concat_latents",
     "draw_latents",
     "gaussian_kernel",
@@ -195,14 +197,29 @@ class UDPMLatents:
     ``x_top`` is the white noise that makes x_L (:meth:`UDPMProcess.prior_sample`), shape [B, C, H/γ^L, W/γ^L];
     keeping it white lets interpolation, perturbation and swaps act on unit-variance maps. ``noises[l-1]`` is e_l, the white noise of the step
     x_l → x_{l-1}, at the resolution of x_{l-1} (so ``noises[0]`` is full resolution; it has no effect under
-    the exact posterior, see the module docstring).
+    the exact posterior, see the module docstring). ``obs_noises[l-1]`` is e'_l, the observation noise of that step
+    at the resolution of x_l, for a process whose step is Matheron's rule (:attr:`UDPMProcess.observation_noise`),
+    else None.
     """
 
     x_top: Tensor
     noises: tuple[Tensor, ...]
+    obs_noises: tuple[Tensor, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noises", tuple(self.noises))
+        if self.obs_noises is not None:
+            object.__setattr__(self, "obs_noises", tuple(self.obs_noises))
+
+    def maps(self) -> tuple[Tensor, ...]:
+        """Every map: x_top, e_1 … e_L, then e'_1 … e'_L when present (the order :meth:`from_maps` reads)."""
+        return (self.x_top, *self.noises, *(self.obs_noises or ()))
+
+    @classmethod
+    def from_maps(cls, maps: Sequence[Tensor], levels: int) -> UDPMLatents:
+        """The latents of :meth:`maps` for ``levels`` levels (1 + L maps, or 1 + 2L with observation noise)."""
+        x_top, *rest = maps
+        return cls(x_top, tuple(rest[:levels]), tuple(rest[levels:]) if len(rest) > levels else None)
 
     @property
     def levels(self) -> int:
@@ -220,14 +237,17 @@ class UDPMLatents:
         index = slice(index, index + 1) if _is_int(index) else index
         return _map_latents(lambda latent_map: latent_map[index], self)
 
-    def latent_map(self, level: int) -> Tensor:
-        """e_l for l = 1 … L, and ``x_top`` (the white noise that makes x_L) for l = L + 1: the noise of a step "L + 1".
+    def latent_maps(self, level: int) -> tuple[Tensor, ...]:
+        """The noise of the step x_l → x_{l-1} for l = 1 … L — (e_l,), or (e_l, e'_l) with observation noise — and
+        (``x_top``,), the white noise that makes x_L, for l = L + 1: the noise of a step "L + 1".
 
-        Editing map l changes x_{l-1} … x_0 and nothing above: x_L … x_l, hence levels L … l's network inputs, are
-        made before it is used (and under the exact posterior e_1 changes nothing at all).
+        Editing level l changes x_{l-1} … x_0 and nothing above: x_L … x_l, hence levels L … l's network inputs, are
+        made before it is used (and under the exact posterior level 1's noise changes nothing at all).
         """
         _check_level(level, self.levels + 1)
-        return self.x_top if level == self.levels + 1 else self.noises[level - 1]
+        if level == self.levels + 1:
+            return (self.x_top,)
+        return (self.noises[level - 1],) if self.obs_noises is None else (self.noises[level - 1], self.obs_noises[level - 1])
 
 
 class Sampled(NamedTuple):
@@ -263,11 +283,14 @@ class MatheronConstants:
 
 
 def draw_latents(
-    schedule: UDPMSchedule, shape: Sequence[int], generator: torch.Generator, dtype: torch.dtype = torch.float32
+    schedule: UDPMSchedule, shape: Sequence[int], generator: torch.Generator, dtype: torch.dtype = torch.float32,
+    *, observation_noise: bool = False,
 ) -> UDPMLatents:
-    """White-noise latents for a batch of images of ``shape`` [B, C, H, W], on the generator's device.
+    """White-noise latents for a batch of images of ``shape`` [B, C, H, W], on the generator's device, with the
+    observation-noise maps when ``observation_noise``.
 
-    Drawn in sampling order (x_L, then e_L … e_1), so one seed always gives the same latents.
+    Drawn in sampling order (x_L, then e_L … e_1, each e_l followed by its e'_l), so one seed always gives the same
+    latents, and a program's draws in order are their prefix.
     """
     if len(shape) != 4 or not all(_is_int(n) and n > 0 for n in shape):
         raise FastgenError(f"latents shape must be [B, C, H, W] positive integers, got {tuple(shape)}")
@@ -280,31 +303,45 @@ def draw_latents(
         return torch.randn(size, generator=generator, dtype=dtype, device=generator.device)
 
     x_top = white(schedule.levels)
-    noises_top_down = [white(level - 1) for level in range(schedule.levels, 0, -1)]
-    return UDPMLatents(x_top, tuple(reversed(noises_top_down)))
+    steps_top_down = [(white(level - 1), white(level) if observation_noise else None) for level in range(schedule.levels, 0, -1)]
+    noises, obs_noises = zip(*reversed(steps_top_down))
+    return UDPMLatents(x_top, noises, obs_noises if observation_noise else None)
 
 
-def _check_latents(schedule: UDPMSchedule, latents: object) -> UDPMLatents:
+def check_latents(process: UDPMProcess, latents: object) -> UDPMLatents:
+    """``latents`` fit ``process``: one map per level (two with its observation noise), shapes following x_top's."""
+    schedule = process.schedule
     if not isinstance(latents, UDPMLatents):
         raise FastgenError(f"latents must be UDPMLatents, got {type(latents).__name__}")
     if latents.levels != schedule.levels:
         raise FastgenError(f"latents hold {latents.levels} noise maps but the schedule has {schedule.levels} levels")
+    if process.observation_noise and latents.obs_noises is None:
+        raise FastgenError("these latents hold no observation-noise maps, which this UDPM's circulant-kernel (Matheron) step "
+                           "draws: they were saved by an older fastgen or for a box-kernel model; save them again "
+                           "with --save-latents")  # fmt: skip
+    if not process.observation_noise and latents.obs_noises is not None:
+        raise FastgenError("these latents hold observation-noise maps (a circulant-kernel UDPM's), which this "
+                           "box-kernel UDPM does not draw; use latents saved for this model")  # fmt: skip
     batch, channels, height, width = _check_image(latents.x_top, "latents x_top").shape
-    for level, noise in enumerate(latents.noises, start=1):
-        scale = schedule.gamma ** (schedule.levels - level + 1)
+    maps = [(f"e_{level}", noise, level - 1) for level, noise in enumerate(latents.noises, start=1)]
+    if latents.obs_noises is not None:
+        if len(latents.obs_noises) != schedule.levels:
+            raise FastgenError(f"latents hold {len(latents.obs_noises)} observation-noise maps for {schedule.levels} levels")
+        maps += [(f"e'_{level}", noise, level) for level, noise in enumerate(latents.obs_noises, start=1)]
+    for name, noise, resolution_level in maps:
+        scale = schedule.gamma ** (schedule.levels - resolution_level)
         expected = (batch, channels, height * scale, width * scale)
-        name = f"latents noise e_{level}"
-        why = f"the resolution of x_{level - 1} for x_top of shape {tuple(latents.x_top.shape)}"
-        _check_shape(_check_image(noise, name), expected, name, why)
+        why = f"the resolution of x_{resolution_level} for x_top of shape {tuple(latents.x_top.shape)}"
+        _check_shape(_check_image(noise, f"latents noise {name}"), expected, f"latents noise {name}", why)
     return latents
 
 
 def _map_latents(combine: Callable[..., Tensor], *latents: UDPMLatents) -> UDPMLatents:
-    """Apply ``combine`` map-wise (x_top with x_top, e_l with e_l) across several latents."""
-    return UDPMLatents(
-        combine(*(item.x_top for item in latents)),
-        tuple(combine(*maps) for maps in zip(*(item.noises for item in latents), strict=True)),
-    )
+    """Apply ``combine`` map-wise (x_top with x_top, e_l with e_l, e'_l with e'_l) across several latents."""
+    if len({(item.levels, item.obs_noises is None) for item in latents}) > 1:
+        raise FastgenError("latents with different levels or observation-noise maps do not combine (use one model's latents)")
+    combined = [combine(*maps) for maps in zip(*(item.maps() for item in latents), strict=True)]
+    return UDPMLatents.from_maps(combined, latents[0].levels)
 
 
 def concat_latents(latents: Sequence[UDPMLatents]) -> UDPMLatents:
@@ -314,13 +351,14 @@ def concat_latents(latents: Sequence[UDPMLatents]) -> UDPMLatents:
     return _map_latents(lambda *maps: torch.cat(maps), *latents)
 
 
-def _with_noise(latents: UDPMLatents, level: int, noise: Tensor) -> UDPMLatents:
-    """``latents`` with map ``level`` (see :meth:`UDPMLatents.latent_map`; L + 1 is x_top) replaced by ``noise``."""
+def _with_noise(latents: UDPMLatents, level: int, maps: tuple[Tensor, ...]) -> UDPMLatents:
+    """``latents`` with level ``level``'s maps (see :meth:`UDPMLatents.latent_maps`; L + 1 is x_top) replaced by ``maps``."""
     if level == latents.levels + 1:
-        return replace(latents, x_top=noise)
-    noises = list(latents.noises)
-    noises[level - 1] = noise
-    return replace(latents, noises=tuple(noises))
+        return replace(latents, x_top=maps[0])
+    fields = {"noises": latents.noises, "obs_noises": latents.obs_noises}
+    for (name, old), new in zip(fields.items(), maps):
+        fields[name] = (*old[: level - 1], new, *old[level:])
+    return replace(latents, **fields)
 
 
 def interpolation_grid(
@@ -334,7 +372,7 @@ def interpolation_grid(
     """
     if len(corners) != 4:
         raise FastgenError(f"interpolation needs exactly 4 corner latents, got {len(corners)}")
-    shapes = {tuple(tuple(m.shape) for m in (c.x_top, *c.noises)) for c in corners}
+    shapes = {tuple(tuple(m.shape) for m in c.maps()) for c in corners}
     if len(shapes) != 1:
         raise FastgenError("interpolation corner latents must all have the same shapes")
     eta = torch.as_tensor(etas, dtype=torch.float64).reshape(-1)
@@ -357,26 +395,29 @@ def interpolation_grid(
 
 
 def perturb_noise(latents: UDPMLatents, level: int, strength: float, generator: torch.Generator) -> UDPMLatents:
-    """Replace e_l by √(1-s²)·e_l + s·z with fresh white z (paper Fig. 6): still N(0, I); s=0 keeps it, s=1 redraws.
+    """Replace e_l (and e'_l) by √(1-s²)·e_l + s·z with fresh white z (paper Fig. 6): still N(0, I); s=0 keeps it,
+    s=1 redraws.
 
-    ``level`` L + 1 perturbs x_top, the noise of x_L (:meth:`UDPMLatents.latent_map`)."""
+    ``level`` L + 1 perturbs x_top, the noise of x_L (:meth:`UDPMLatents.latent_maps`)."""
     if not 0 <= strength <= 1:
         raise FastgenError(f"perturbation strength must lie in [0, 1], got {strength!r}")
-    noise = latents.latent_map(level)
-    fresh = torch.randn(noise.shape, generator=generator, dtype=noise.dtype, device=noise.device)
-    return _with_noise(latents, level, math.sqrt(1 - strength**2) * noise + strength * fresh)
+    perturbed = []
+    for noise in latents.latent_maps(level):
+        fresh = torch.randn(noise.shape, generator=generator, dtype=noise.dtype, device=noise.device)
+        perturbed.append(math.sqrt(1 - strength**2) * noise + strength * fresh)
+    return _with_noise(latents, level, tuple(perturbed))
 
 
 def swap_noise(first: UDPMLatents, second: UDPMLatents, level: int) -> tuple[UDPMLatents, UDPMLatents]:
-    """Exchange e_l between two latents (paper Fig. 10); returns (first with second's e_l, second with first's).
+    """Exchange e_l (and e'_l) between two latents (paper Fig. 10); returns (first with second's, second with first's).
 
-    ``level`` L + 1 exchanges x_top, the noise of x_L (:meth:`UDPMLatents.latent_map`)."""
-    if first.levels != second.levels:
-        raise FastgenError(f"swap_noise needs latents with equal levels, got {first.levels} and {second.levels}")
-    ours, theirs = first.latent_map(level), second.latent_map(level)
-    if ours.shape != theirs.shape:
+    ``level`` L + 1 exchanges x_top, the noise of x_L (:meth:`UDPMLatents.latent_maps`)."""
+    if first.levels != second.levels or (first.obs_noises is None) != (second.obs_noises is None):
+        raise FastgenError("swap_noise needs latents of one model (equal levels, both with or without observation noise)")
+    ours, theirs = first.latent_maps(level), second.latent_maps(level)
+    if [m.shape for m in ours] != [m.shape for m in theirs]:
         name = "x_top" if level == first.levels + 1 else f"e_{level}"
-        raise FastgenError(f"swap_noise needs equal {name} shapes, got {tuple(ours.shape)} and {tuple(theirs.shape)}")
+        raise FastgenError(f"swap_noise needs equal {name} shapes, got {tuple(ours[0].shape)} and {tuple(theirs[0].shape)}")
     return _with_noise(first, level, theirs), _with_noise(second, level, ours)
 
 
@@ -385,6 +426,9 @@ def swap_noise(first: UDPMLatents, second: UDPMLatents, level: int) -> tuple[UDP
 
 class UDPMProcess(ABC):
     """Shared part of the UDPM processes: forward marginal, training target, validation."""
+
+    observation_noise: ClassVar[bool] = False
+    """Whether :func:`sample`'s step also takes e'_l, white noise at x_l's resolution (Matheron's rule)."""
 
     def __init__(self, schedule: UDPMSchedule) -> None:
         if not isinstance(schedule, UDPMSchedule):
@@ -580,6 +624,8 @@ class CirculantUDPM(UDPMProcess):
     Computation is in float64 for float64 inputs and in float32 otherwise.
     """
 
+    observation_noise = True
+
     def __init__(self, schedule: UDPMSchedule | None = None, kernel: Tensor | Sequence | None = None) -> None:
         super().__init__(UDPMSchedule() if schedule is None else schedule)
         gamma = self.schedule.gamma
@@ -728,7 +774,9 @@ def sample(
     shape: Sequence[int] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Sampled:
-    """Paper Alg. 2 with the exact posterior and x_L from its prior: x_{l-1} = posterior_step(x_l, f_l(x_l), l, e_l), l = L … 1.
+    """Paper Alg. 2 with the exact posterior and x_L from its prior: x_{l-1} = posterior_step(x_l, f_l(x_l), l, e_l)
+    (``matheron_step(…, e_l, e'_l)`` for a process with observation noise), l = L … 1. The reference (oracle) of the
+    UDPM sampling programs.
 
     ``predictors[l-1]`` maps x_l to an estimate of H^{l-1}x0 (γ× its resolution). ``latents`` are used as given,
     or drawn from a generator for images of ``shape`` [B, C, H, W]. Gradient mode is the caller's
@@ -738,8 +786,8 @@ def sample(
     if isinstance(latents, torch.Generator):
         if shape is None:
             raise FastgenError("sampling from a generator needs the image shape [B, C, H, W]")
-        latents = draw_latents(schedule, shape, latents, dtype)
-    _check_latents(schedule, latents)
+        latents = draw_latents(schedule, shape, latents, dtype, observation_noise=process.observation_noise)
+    check_latents(process, latents)
     try:
         predictors = list(predictors)
     except TypeError:
@@ -751,5 +799,7 @@ def sample(
         raise FastgenError(f"got {len(predictors)} predictors for {schedule.levels} levels; give one per level")
     x = process.prior_sample(latents.x_top)
     for level in range(schedule.levels, 0, -1):
-        x = process.posterior_step(x, predictors[level - 1](x), level, latents.noises[level - 1])
+        x_hat, maps = predictors[level - 1](x), latents.latent_maps(level)
+        step = process.matheron_step if process.observation_noise else process.posterior_step
+        x = step(x, x_hat, level, *maps)
     return Sampled(x, latents)

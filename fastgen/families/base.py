@@ -154,12 +154,13 @@ class Family(ABC):
         """The sampling program of this model with the sampler ``options`` (the family's ``sampler_options``)."""
 
     def sample(self, sites: Sites, batch_size: int, *, seed: int | None = None, device: torch.device | str = "cpu",
-               progress: bool = False, first_image: int = 0, **options: Any) -> Tensor:  # fmt: skip
+               progress: bool = False, first_image: int = 0, draws: interpreter.Draws | None = None,
+               **options: Any) -> Tensor:  # fmt: skip
         """Images [B, C, H, W] in [-1, 1] from the call sites: the program of ``options`` run eagerly with the noise
         of ``seed`` (export/PROGRAM.md's contract; None: a fresh seed), starting at image ``first_image`` of the
-        seed's sequence (a later chunk of a larger sample)."""
-        return interpreter.sample(self.sampling_program(**options), sites, batch_size, seed=seed, device=device,
-                                  progress=progress, first_image=first_image)  # fmt: skip
+        seed's sequence (a later chunk of a larger sample); ``draws``: explicit noise for some of its draws."""
+        return interpreter.sample(self.sampling_program(**options), sites, batch_size, seed=seed, draws=draws,
+                                  device=device, progress=progress, first_image=first_image)  # fmt: skip
 
     def sampling_program(self, **options: Any) -> Program:
         """The program that samples with ``options``: the stored one (a bundle's) for the defaults, else built."""

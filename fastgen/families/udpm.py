@@ -8,7 +8,7 @@ non-saturating adversarial term against a level-conditioned discriminator with a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,8 @@ from fastgen.families.denoising import images_of
 from fastgen.families.presets import network_table, unet_preset
 from fastgen.nets import DiscriminatorConfig, LevelNetworksConfig, tiny_discriminator, udpm_paper_discriminator_64
 from fastgen.nets.config import NetConfig
+from fastgen.sampling.interpreter import Draws
+from fastgen.sampling.noise import philox_source, seed_words
 from fastgen.sampling.program import Call, Noise, Program, SpectralFilter, UDPMMatheron, UDPMPosterior
 from fastgen.training.distributed import Batch
 
@@ -37,6 +39,16 @@ LOSS_DEFAULTS: dict[str, Any] = {
     "vgg_weights": "",
 }
 DISCRIMINATOR_PRESETS = ("tiny", "small", "paper")
+
+
+class _LatentSlot(NamedTuple):
+    """A latent map's place in a program: draw ``draw`` of op ``op``, at buffer ``buffer``'s shape; ``drawn``: whether
+    the program makes that draw (the level-1 step is noiseless)."""
+
+    op: int
+    draw: int
+    buffer: str
+    drawn: bool
 
 
 def process_from(diffusion: Mapping[str, Any]) -> udpm.UDPMProcess:
@@ -135,34 +147,45 @@ class UDPMFamily(Family):
             ))  # fmt: skip
         return sites
 
-    def draw_latents(self, batch_size: int, generator: torch.Generator | None, device: torch.device | str = "cpu") -> udpm.UDPMLatents:
-        """Latents drawn on the generator's device (CPU by default, so a seed means the same on every backend)."""
-        generator = generator if generator is not None else torch.Generator().manual_seed(torch.seed())
-        shape = (batch_size, self.image.channels, self.image.resolution, self.image.resolution)
-        latents = udpm.draw_latents(self.schedule, shape, generator)
-        return udpm.UDPMLatents(latents.x_top.to(device), tuple(noise.to(device) for noise in latents.noises))
+    def draw_latents(self, batch_size: int, seed: int, device: torch.device | str = "cpu", first_image: int = 0) -> udpm.UDPMLatents:
+        """The latents the program draws with ``seed`` for images ``first_image`` … (the noise contract's, float32): their
+        sample is the seed's images bit for bit. The level-1 maps, which the program never draws, are the contract's
+        normals at their place too (white, so edits treat them like the others; they change no image)."""
+        program = self.sampling_program()
+        noise = philox_source(seed_words(seed), torch.float32, first_image)
+        maps = [noise(slot.op, slot.draw, (batch_size, *program.buffers[slot.buffer])) for slot in self._latent_slots(program)]
+        return udpm.UDPMLatents.from_maps(maps, self.schedule.levels).to(device)
 
-    def sample_with_latents(self, sites: Sites, latents: udpm.UDPMLatents) -> udpm.Sampled:
-        """Alg. 2 from explicit latents; returns the images and the latents (for interpolation, swaps …)."""
-        predictors = [sites[f"level_{level}"] for level in range(1, self.schedule.levels + 1)]
-        with torch.inference_mode():
-            return udpm.sample(self.process, predictors, latents)
+    def _latent_slots(self, program: Program) -> list[_LatentSlot]:
+        """Where each map of :meth:`UDPMLatents.maps` is a draw of ``program``: x_top the prior's draw 0, e_l the
+        level-l step's draw 0, e'_l its draw 1 (Matheron's observation noise)."""
+        ops = list(enumerate(program.ops))
+        steps = [(index, op) for index, op in ops if isinstance(op, UDPMPosterior | UDPMMatheron)][::-1]  # level 1 first
+        return [
+            *(_LatentSlot(index, 0, op.out, True) for index, op in ops if isinstance(op, Noise)),
+            *(_LatentSlot(index, 0, op.out, op.noisy) for index, op in steps),
+            *(_LatentSlot(index, 1, op.x, op.noisy) for index, op in steps if isinstance(op, UDPMMatheron)),
+        ]
 
-    def sample(self, sites: Sites, batch_size: int, *, seed: int | None = None, device: torch.device | str = "cpu",
-               progress: bool = False, first_image: int = 0, **options: Any) -> Tensor:  # fmt: skip
-        """The program's sample; ``latents`` (explicit ``UDPMLatents``, whose batch wins over ``batch_size``) runs
-        the eager Alg. 2 on them instead (interpolation, swaps …)."""
-        self.check_sampler_options(options)
-        if options.get("latents") is not None:
-            return self.sample_with_latents(sites, options["latents"]).image
-        return super().sample(sites, batch_size, seed=seed, device=device, progress=progress, first_image=first_image)
+    def latent_draws(self, latents: udpm.UDPMLatents) -> Draws:
+        """The draws of the sampling program that ``latents`` are (the level-1 maps are none: that step is noiseless)."""
+        udpm.check_latents(self.process, latents)
+        slots = self._latent_slots(self.sampling_program())
+        return {(slot.op, slot.draw): latent_map for slot, latent_map in zip(slots, latents.maps(), strict=True) if slot.drawn}
+
+    def sample(self, sites: Sites, batch_size: int, *, latents: udpm.UDPMLatents | None = None, **options: Any) -> Tensor:
+        """The program's sample; ``latents`` (explicit ``UDPMLatents``, whose batch wins over ``batch_size``) are its
+        draws (interpolation, swaps …)."""
+        if latents is None:
+            return super().sample(sites, batch_size, **options)
+        return super().sample(sites, latents.batch_size, draws=self.latent_draws(latents), **options)
 
     def program(self, **options: Any) -> Program:
         """Alg. 2: x_L from its marginal prior, then per level L … 1 the level network and the exact posterior step
         (closed form per block for a Lemma-1 kernel, Matheron's rule for a circulant one). No options."""
         self.check_sampler_options(options)
         if options:
-            raise FastgenError("explicit latents run the eager sampler (UDPMFamily.sample), not a program")
+            raise FastgenError("explicit latents are the draws of one run (UDPMFamily.sample(latents=…)), not a program option")
         levels, channels = self.schedule.levels, self.image.channels
         sizes = {level: self.input_resolution(level) for level in range(levels + 1)}
         buffers = {f"x_{level}": (channels, size, size) for level, size in sizes.items()}

@@ -273,12 +273,51 @@ def random_seed() -> int:
     return random.SystemRandom().getrandbits(63)
 
 
-def sample(program: Program, sites: Sites, batch_size: int, *, seed: int | None = None,
+Draws = Mapping[tuple[int, int], Tensor]
+"""Explicit noise: (op index, draw) → the normals [B, *shape] that draw uses instead of the seed's."""
+
+
+class _ExplicitNoise:
+    """A noise source giving ``draws`` where they are named and ``fallback``'s noise elsewhere; it records which
+    draws the run took, so that one the program never makes is an error, not silently ignored."""
+
+    def __init__(self, draws: Draws, fallback: NoiseSource) -> None:
+        for key, value in draws.items():
+            if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in key)):
+                raise FastgenError(f"explicit draws are keyed by (op index, draw) integer pairs, got {key!r}")
+            if not isinstance(value, Tensor) or not value.is_floating_point():
+                kind = value.dtype if isinstance(value, Tensor) else type(value).__name__
+                raise FastgenError(f"explicit draw {key} must be a floating-point tensor of normals, got {kind}")
+        self.draws, self.fallback, self.taken = draws, fallback, set()
+
+    def __call__(self, op_index: int, draw: int, shape: tuple[int, ...]) -> Tensor:
+        value = self.draws.get((op_index, draw))
+        if value is None:
+            return self.fallback(op_index, draw, shape)
+        if tuple(value.shape) != shape:
+            raise FastgenError(f"explicit draw {draw} of op {op_index} has shape {list(value.shape)}, but the program draws "
+                               f"{list(shape)} there (batch first)")  # fmt: skip
+        self.taken.add((op_index, draw))
+        return value
+
+    def check_all_taken(self) -> None:
+        unused = sorted(set(self.draws) - self.taken)
+        if unused:
+            raise FastgenError(f"explicit draws {unused} (op index, draw) are not draws this program makes")
+
+
+def sample(program: Program, sites: Sites, batch_size: int, *, seed: int | None = None, draws: Draws | None = None,
            device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, progress: bool = False,
            first_image: int = 0) -> Tensor:  # fmt: skip
     """Run ``program`` eagerly with the Philox noise of ``seed`` (the contract of export/PROGRAM.md): images
-    ``first_image`` … ``first_image + batch_size - 1`` of that seed's sequence."""
+    ``first_image`` … ``first_image + batch_size - 1`` of that seed's sequence. ``draws`` replace the seed's noise
+    where they are given (e.g. UDPM latents)."""
     interpreter = Interpreter(program, batch_size, device, dtype)
     key = seed_words(random_seed() if seed is None else seed, interpreter.device)
+    noise = philox_source(key, dtype, first_image)
+    explicit = _ExplicitNoise(draws, noise) if draws else None
     with torch.inference_mode():
-        return interpreter.run(sites, philox_source(key, dtype, first_image), progress=progress)
+        images = interpreter.run(sites, explicit or noise, progress=progress)
+    if explicit is not None:
+        explicit.check_all_taken()
+    return images
