@@ -112,17 +112,15 @@ def test_udpm_program_with_explicit_latents_equals_the_oracle(kernel: str) -> No
 @UDPM_KERNELS
 def test_a_seeds_latents_replay_its_images(kernel: str) -> None:
     """draw_latents(n, seed) are the draws the seeded program makes: sampling them gives its images bit for bit;
-    from image k on, they are that slice of the seed's images; edits of level 1 change nothing."""
+    edits of level 1 change nothing."""
     family, networks = tiny_model("udpm", kernel=kernel)
     sites = module_sites(family.call_sites(networks))
     with torch.inference_mode():
         seeded = family.sample(sites, 3, seed=4)
         latents = family.draw_latents(3, 4)
         assert torch.equal(family.sample(sites, 3, latents=latents), seeded)
-        later = family.sample(sites, 2, latents=family.draw_latents(2, 4, first_image=1))
         level_one = udpm.perturb_noise(latents, 1, 1.0, torch.Generator().manual_seed(0))
         assert torch.equal(family.sample(sites, 3, latents=level_one), seeded)
-    torch.testing.assert_close(later, seeded[1:], rtol=1e-5, atol=1e-5)  # the network batches differently
     assert len(latents.maps()) == (7 if kernel == "gaussian" else 4)
 
 

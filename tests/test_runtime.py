@@ -72,6 +72,18 @@ def test_bundle_samples_the_checkpoints_images(bundles, family: str) -> None:
     assert (other_seed - from_checkpoint).abs().max() > 1e-2  # the comparison can fail
 
 
+def test_a_bundle_samples_explicit_latents_through_its_program(bundles) -> None:
+    """UDPM latents (replay, edits) work on a bundle: its stored program takes them as draws; the seed's latents give
+    the seed's images bit for bit."""
+    _, directory = bundles["udpm"]
+    bundle = load_bundle(directory)
+    latents = bundle.family.draw_latents(2, 3)
+    assert torch.equal(api.sample(bundle, 2, latents=latents), api.sample(bundle, 2, seed=3))
+    images, columns = api.edit_udpm_latents(bundle, latents, perturb=[("top", 0.5)], variants=2)
+    assert columns == 3  # rows [original, 2 variants]; the network batches 6 images, so to float32 rounding
+    torch.testing.assert_close(images[[0, 3]], api.sample(bundle, 2, seed=3), rtol=1e-5, atol=1e-5)
+
+
 def test_torch_backend_is_the_source_checkpoint(bundles) -> None:
     checkpoint, directory = bundles["udpm"]
     model = load_bundle(directory, backend="torch")

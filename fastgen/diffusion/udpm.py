@@ -355,10 +355,9 @@ def _with_noise(latents: UDPMLatents, level: int, maps: tuple[Tensor, ...]) -> U
     """``latents`` with level ``level``'s maps (see :meth:`UDPMLatents.latent_maps`; L + 1 is x_top) replaced by ``maps``."""
     if level == latents.levels + 1:
         return replace(latents, x_top=maps[0])
-    fields = {"noises": latents.noises, "obs_noises": latents.obs_noises}
-    for (name, old), new in zip(fields.items(), maps):
-        fields[name] = (*old[: level - 1], new, *old[level:])
-    return replace(latents, **fields)
+    replaced = {name: (*getattr(latents, name)[: level - 1], new, *getattr(latents, name)[level:])
+                for name, new in zip(("noises", "obs_noises"), maps)}  # fmt: skip
+    return replace(latents, **replaced)
 
 
 def interpolation_grid(

@@ -147,14 +147,14 @@ class UDPMFamily(Family):
             ))  # fmt: skip
         return sites
 
-    def draw_latents(self, batch_size: int, seed: int, device: torch.device | str = "cpu", first_image: int = 0) -> udpm.UDPMLatents:
-        """The latents the program draws with ``seed`` for images ``first_image`` … (the noise contract's, float32): their
-        sample is the seed's images bit for bit. The level-1 maps, which the program never draws, are the contract's
-        normals at their place too (white, so edits treat them like the others; they change no image)."""
+    def draw_latents(self, batch_size: int, seed: int) -> udpm.UDPMLatents:
+        """The latents the program draws with ``seed`` (the noise contract's, float32, on the CPU): their sample is the
+        seed's images bit for bit. The level-1 maps, which the program never draws, are the contract's normals at
+        their place too (white, so edits treat them like the others; they change no image)."""
         program = self.sampling_program()
-        noise = philox_source(seed_words(seed), torch.float32, first_image)
+        noise = philox_source(seed_words(seed), torch.float32)
         maps = [noise(slot.op, slot.draw, (batch_size, *program.buffers[slot.buffer])) for slot in self._latent_slots(program)]
-        return udpm.UDPMLatents.from_maps(maps, self.schedule.levels).to(device)
+        return udpm.UDPMLatents.from_maps(maps, self.schedule.levels)
 
     def _latent_slots(self, program: Program) -> list[_LatentSlot]:
         """Where each map of :meth:`UDPMLatents.maps` is a draw of ``program``: x_top the prior's draw 0, e_l the
