@@ -6,7 +6,8 @@
 #   3. fastgen itself, editable, with the extras for this machine (cpu or gpu) and the test tools;
 #   4. what the C++ kit (export/) builds with: compilers and libraries from this Debian (as root), and ONNX
 #      Runtime's C/C++ headers unpacked from a newer Debian suite's libonnxruntime-dev into .deps/ (its library
-#      comes from the onnxruntime wheel of step 3, loaded at run time).
+#      comes from the onnxruntime wheel of step 3, loaded at run time); where nvcc is found, cuFFT's headers from
+#      PyPI's nvidia-cufft wheel into .deps/cufft (its library too where a GPU is present; loaded at run time).
 # PYTHON=/path/to/python ./setup.sh picks the interpreter (default: python3).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -59,6 +60,42 @@ if [ ! -f "$ORT_HEADERS/onnxruntime_cxx_api.h" ] && command -v apt-get >/dev/nul
     rm -rf .deps/onnxruntime/deb "$apt_dir/lists" "$apt_dir/cache"
 fi
 [ -f "$ORT_HEADERS/onnxruntime_cxx_api.h" ] || echo "setup: no ONNX Runtime headers in $ORT_HEADERS; the C++ kit will not configure" >&2
+
+# cuFFT for the kit's GPU path (built where nvcc is found, as CMake looks for it): a CUDA toolkit without cuFFT (as
+# here) gets cuFFT's headers from PyPI's nvidia-cufft wheel (CUDA 13's cuFFT), unpacked into .deps/cufft/include. The
+# kit loads the library at run time, so the 235 MB libcufft.so.12 is unpacked (into .deps/cufft/lib) only where a GPU
+# can use it.
+CUFFT_WHEEL="nvidia-cufft==12.4.0.43"
+CUFFT_DIR=.deps/cufft
+nvcc=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc /usr/local/cuda-13.0/bin/nvcc 2>/dev/null | head -1 || true)
+if [ -n "$nvcc" ] && [ ! -f "$(dirname "$(dirname "$nvcc")")/include/cufft.h" ]; then
+    cufft_parts=("nvidia/cu13/include/")
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then cufft_parts+=("nvidia/cu13/lib/libcufft.so.12"); fi
+    missing=0
+    [ -f "$CUFFT_DIR/include/cufft.h" ] || missing=1
+    [ ${#cufft_parts[@]} = 1 ] || [ -f "$CUFFT_DIR/lib/libcufft.so.12" ] || missing=1
+    if [ $missing = 1 ]; then
+        echo "setup: fetching cuFFT for the C++ kit's GPU path ($CUFFT_WHEEL from PyPI: ${cufft_parts[*]})"
+        wheel_dir=$(mktemp -d)
+        if $PY -m pip download -q --no-deps --only-binary=:all: -d "$wheel_dir" "$CUFFT_WHEEL"; then
+            # Only the named parts of the wheel, each under $CUFFT_DIR without the nvidia/cu13/ prefix.
+            $PY - "$wheel_dir"/nvidia_cufft-*.whl "$CUFFT_DIR" "${cufft_parts[@]}" <<'PYTHON'
+import os, shutil, sys, zipfile
+wheel, target, parts = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as archive:
+    for name in archive.namelist():
+        if not name.endswith("/") and any(name.startswith(part) for part in parts):
+            path = os.path.join(target, os.path.relpath(name, "nvidia/cu13"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with archive.open(name) as source, open(path, "wb") as destination:
+                shutil.copyfileobj(source, destination)
+PYTHON
+            echo "$CUFFT_WHEEL" >"$CUFFT_DIR/SOURCE"
+        fi
+        rm -rf "$wheel_dir"
+    fi
+    [ -f "$CUFFT_DIR/include/cufft.h" ] || echo "setup: no cuFFT headers in $CUFFT_DIR/include; the C++ kit builds without its GPU path" >&2
+fi
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     extras="gpu,dev"

@@ -69,3 +69,41 @@ if(FASTGEN_WITH_CUDA)
 else()
   set(FASTGEN_WITH_CUDA OFF)
 endif()
+
+# The GPU path's FFTs: cuFFT's headers at build time, its library (libcufft.so.12, CUDA 13's) loaded at run time
+# (src/gpu_fft.cpp), never linked. Headers and library are looked for in a CUDA toolkit, in ../.deps/cufft (which
+# ../setup.sh unpacks from PyPI's nvidia-cufft wheel), and in the active python3's nvidia-cufft wheel, in that order.
+if(FASTGEN_WITH_CUDA)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80 90)  # the fused kernels' targets (sm_80 and newer); the H100/H200 are sm_90
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  set(_cufft_roots ${PROJECT_SOURCE_DIR}/../.deps/cufft)
+  if(Python3_Interpreter_FOUND)
+    execute_process(COMMAND ${Python3_EXECUTABLE} -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu13'))"
+                    OUTPUT_VARIABLE _nvidia_wheels OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _nvidia_result ERROR_QUIET)
+    if(_nvidia_result EQUAL 0)
+      list(APPEND _cufft_roots ${_nvidia_wheels})
+    endif()
+  endif()
+  list(TRANSFORM _cufft_roots APPEND /include OUTPUT_VARIABLE _cufft_include_dirs)
+  list(TRANSFORM _cufft_roots APPEND /lib OUTPUT_VARIABLE _cufft_library_dirs)
+  find_path(FASTGEN_CUFFT_INCLUDE_DIR cufft.h PATHS ${CUDAToolkit_INCLUDE_DIRS} ${_cufft_include_dirs} NO_DEFAULT_PATH)
+  find_file(FASTGEN_CUFFT_LIBRARY libcufft.so.12 PATHS ${CUDAToolkit_LIBRARY_DIR} ${_cufft_library_dirs} NO_DEFAULT_PATH)
+  if(NOT FASTGEN_CUFFT_INCLUDE_DIR)
+    set(_no_cufft "cufft.h not found in ${CUDAToolkit_INCLUDE_DIRS} ${_cufft_include_dirs}: run ./setup.sh (it unpacks "
+                  "the nvidia-cufft wheel's headers into .deps/cufft), or pass -DFASTGEN_CUFFT_INCLUDE_DIR=DIR")
+    if(FASTGEN_CUDA STREQUAL "AUTO")
+      message(WARNING "fastgen: the GPU path is off: ${_no_cufft}")
+      set(FASTGEN_WITH_CUDA OFF)
+    else()
+      message(FATAL_ERROR "${_no_cufft}")
+    endif()
+  elseif(FASTGEN_CUFFT_LIBRARY)
+    # The kit loads libcufft.so.12 from beside itself first (src/gpu_fft.cpp), so the build tree runs as is.
+    file(CREATE_LINK ${FASTGEN_CUFFT_LIBRARY} ${PROJECT_BINARY_DIR}/libcufft.so.12 SYMBOLIC)
+  endif()
+  message(STATUS "fastgen: cuFFT headers ${FASTGEN_CUFFT_INCLUDE_DIR}, library ${FASTGEN_CUFFT_LIBRARY} (loaded at run time; "
+                 "FASTGEN_CUFFT_LIBRARY in the environment overrides it)")
+endif()

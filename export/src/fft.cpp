@@ -30,21 +30,6 @@ void transform_lines(complex* data, int lines, int length, int line_stride, int 
     }
 }
 
-// The orthonormal DCT-II matrix of size n: C[k][i] = s_k cos(π k (2i + 1) / 2n), s_0 = √(1/n), s_k = √(2/n).
-const std::vector<double>& dct_matrix(int n) {
-    thread_local std::map<int, std::vector<double>> matrices;
-    std::vector<double>& matrix = matrices[n];
-    if (matrix.empty()) {
-        matrix.resize(static_cast<std::size_t>(n) * n);
-        const double pi = 3.141592653589793238462643383279502884;
-        for (int k = 0; k < n; ++k)
-            for (int i = 0; i < n; ++i)
-                matrix[static_cast<std::size_t>(k) * n + i] =
-                    std::sqrt((k == 0 ? 1.0 : 2.0) / n) * std::cos(pi * k * (2 * i + 1) / (2.0 * n));
-    }
-    return matrix;
-}
-
 // out = C·in along rows (transpose = Cᵀ, the inverse), then along columns.
 void dct_apply(const double* in, int height, int width, bool transpose, double* out) {
     const std::vector<double>& rows_matrix = dct_matrix(width);
@@ -70,6 +55,20 @@ void dct_apply(const double* in, int height, int width, bool transpose, double* 
 }
 
 }  // namespace
+
+const std::vector<double>& dct_matrix(int n) {
+    thread_local std::map<int, std::vector<double>> matrices;
+    std::vector<double>& matrix = matrices[n];
+    if (matrix.empty()) {
+        matrix.resize(static_cast<std::size_t>(n) * n);
+        const double pi = 3.141592653589793238462643383279502884;
+        for (int k = 0; k < n; ++k)
+            for (int i = 0; i < n; ++i)
+                matrix[static_cast<std::size_t>(k) * n + i] =
+                    std::sqrt((k == 0 ? 1.0 : 2.0) / n) * std::cos(pi * k * (2 * i + 1) / (2.0 * n));
+    }
+    return matrix;
+}
 
 void fft2(const complex* in, int height, int width, bool inverse, complex* out) {
     std::copy(in, in + static_cast<std::ptrdiff_t>(height) * width, out);

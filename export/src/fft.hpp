@@ -18,6 +18,9 @@ void rfft2_ortho(const double* plane, int height, int width, complex* spectrum);
 void irfft2_ortho(const complex* spectrum, int height, int width, double* plane);
 // Full complex 2-D DFT; `inverse` divides by H·W (numpy's ifft2).
 void fft2(const complex* in, int height, int width, bool inverse, complex* out);
+// The orthonormal DCT-II matrix of size n, row-major: C[k][i] = s_k cos(π k (2i + 1) / 2n), s_0 = √(1/n), s_k = √(2/n)
+// (dct2_ortho applies it along rows, then columns; the GPU path uploads the same matrices).
+const std::vector<double>& dct_matrix(int n);
 void dct2_ortho(const double* plane, int height, int width, double* coefficients);
 void idct2_ortho(const double* coefficients, int height, int width, double* plane);
 

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+struct fg_complex;  // steps.cuh: (re, im) in float64, the layout of cufftDoubleComplex
+
 namespace fastgen::kit::gpu {
 
 using Stream = void*;  // cudaStream_t
@@ -25,5 +27,36 @@ void udpm_posterior(const float* x_l, const float* x_hat, const float* e, std::i
                     const float* taps, float kx, float kp, float ky, float ke, float kep, float* out, Stream stream);
 void upsample(const float* x, std::int64_t planes, std::int64_t height, std::int64_t width, float* out, Stream stream);
 void renoise(const float* x, const float* z, float signal, float noise_scale, std::int64_t count, float* out, Stream stream);
+
+
+// The pointwise parts of the spectral ops (gpu_spectral.cu), in float64 between gpu_fft.cpp's transforms. Spectra
+// are arrays of `parts` doubles per value (2: complex, 1: real DCT coefficients); `count` counts doubles.
+// in → out[i·parts] (and a zero imaginary part when parts is 2).
+void widen(const float* in, std::int64_t count, int parts, double* out, Stream stream);
+// out[i] = float(in[i·parts] · factor).
+void narrow(const double* in, int parts, double factor, std::int64_t count, float* out, Stream stream);
+// spectra[j] ← spectra[j] · factor · values[value j's index within its plane of `per_plane` values].
+void filter_spectra(double* spectra, int parts, const double* values, std::int64_t per_plane, double factor, std::int64_t count, Stream stream);
+// One pass of fft.cpp's DCT-II by its n×n cosine matrix (n = width for rows, height for columns), transposed for the inverse.
+void dct_pass(const double* in, std::int64_t planes, int height, int width, const double* matrix, bool rows, bool transpose, double* out,
+              Stream stream);
+// The blur step's combination (fg_blur_combine) of the spectra [x̄ | ε̄ | z̄] (z̄ only when noisy), each `count` doubles,
+// each scaled by `factor` and rounded to float32 first as ops.cpp does; coefficients [c_x | c_eps | c_z] per value.
+void blur_combine(const double* spectra, int parts, std::int64_t per_plane, std::int64_t count, bool noisy, const float* coefficients, double factor,
+                  double* out, Stream stream);
+// udpm_matheron's steps (steps.cuh) over F(x̂) [planes][H][W], F(e) (null: not noisy), F(x_l) [planes][h][w], F(e′):
+// hat ← ŵ F(x̂); noise ← E = √ĉ F(e), weighted_noise ← ŵ E (when noise is given).
+void matheron_high(fg_complex* hat, fg_complex* noise, fg_complex* weighted_noise, const fg_complex* transfer, const double* prior_cov,
+                   std::int64_t per_plane, std::int64_t count, Stream stream);
+// low ← R, from the alias folds of weighted_mean (ŵ F(x̂)) and weighted_noise (null: not noisy).
+void matheron_residual(fg_complex* low, const fg_complex* noise_prime, const fg_complex* weighted_mean, const fg_complex* weighted_noise,
+                       const double* evidence, std::int64_t planes, int height, int width, int h, int w, double alpha, double sigma,
+                       double prior_scale, Stream stream);
+// out ← E + α ĉ conj(ŵ) R(g) (prior_noise null: E = 0).
+void matheron_update(const fg_complex* prior_noise, const fg_complex* transfer, const double* prior_cov, const fg_complex* residual,
+                     std::int64_t planes, int height, int width, int h, int w, double alpha, fg_complex* out, Stream stream);
+// out = ᾱ x̂ + Re(correction)/size, correction = the unnormalised inverse DFT of the update.
+void matheron_output(const float* x_hat, const fg_complex* correction, std::int64_t count, float prior_scale, double size, float* out,
+                     Stream stream);
 
 }  // namespace fastgen::kit::gpu

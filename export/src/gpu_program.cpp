@@ -6,14 +6,13 @@
 #include <vector>
 
 #include "error.hpp"
+#include "gpu_fft.hpp"
 #include "gpu_ops.hpp"
 
 namespace fastgen::kit {
 namespace {
 
-void check(cudaError_t status, const std::string& what) {
-    if (status != cudaSuccess) fail(FASTGEN_ERROR_RUNTIME, "CUDA " + what + " failed: " + cudaGetErrorString(status));
-}
+using gpu::check_cuda;
 
 std::int64_t elements(const std::vector<std::int64_t>& shape) {
     std::int64_t count = 1;
@@ -26,52 +25,32 @@ std::size_t dtype_size(const std::string& dtype) {
     return dtype == "int64" ? 8 : 4;
 }
 
-// The ops whose maths needs FFTs, which run on the host (see gpu_program.hpp).
-bool needs_host(const Op& op) {
+bool uses_fft(const Op& op) {
     if (const auto* noise = std::get_if<NoiseOp>(&op)) return noise->filter.has_value();
     if (const auto* chain = std::get_if<ChainOp>(&op)) return chain->is_blur();
     return std::holds_alternative<MatheronOp>(op);
 }
 
-std::vector<std::string> host_op_reads(const Op& op) {
-    if (const auto* matheron = std::get_if<MatheronOp>(&op)) return {matheron->x, matheron->x_hat};
-    if (const auto* chain = std::get_if<ChainOp>(&op)) return {chain->x};
-    return {};
-}
-
-struct DeviceMemory {
-    void* data = nullptr;
-    DeviceMemory() = default;
-    DeviceMemory(const DeviceMemory&) = delete;
-    DeviceMemory& operator=(const DeviceMemory&) = delete;
-    ~DeviceMemory() {
-        if (data != nullptr) cudaFree(data);
-    }
-};
-
 }  // namespace
 
 // One batch size's device memory and captured graphs.
 struct GpuProgram::Workspace {
-    std::map<std::string, DeviceMemory> memory;
+    gpu::DeviceCache cache;               // buffers, scratch, constants, cuFFT plans
     std::vector<cudaGraphExec_t> graphs;  // the step ops between network calls, in program order
     int samples = 0;                      // 0: the next sample runs eagerly, 1: it captures, more: it replays
 
+    explicit Workspace(gpu::Stream stream) : cache(stream) {}
     ~Workspace() { drop_graphs(); }
     void drop_graphs() {
         for (cudaGraphExec_t graph : graphs) cudaGraphExecDestroy(graph);
         graphs.clear();
     }
     // Device memory `key` of `bytes` bytes: allocated by the eager sample, the same memory for every later one.
-    void* get(const std::string& key, std::size_t bytes) {
-        DeviceMemory& memory_of_key = memory[key];
-        if (memory_of_key.data == nullptr) check(cudaMalloc(&memory_of_key.data, bytes), "cudaMalloc of " + std::to_string(bytes) + " bytes");
-        return memory_of_key.data;
-    }
+    void* get(const std::string& key, std::size_t bytes) { return cache.memory(key, bytes); }
 };
 
-// One sample. Each op enqueues its kernels through kernels(), which captures or replays them; a network call or a
-// host op first closes the current run of kernels (synchronize()). A program has no data-dependent control flow,
+// One sample. Each op enqueues its kernels (and cuFFT transforms) through kernels(), which captures or replays them;
+// a network call first closes the current run of kernels (synchronize()). A program has no data-dependent control flow,
 // so every sample of a batch size meets the same runs of kernels in the same order.
 class GpuProgram::Run {
 public:
@@ -91,17 +70,14 @@ public:
 
     void execute(float* out) {
         seed_word_ = static_cast<std::uint64_t*>(workspace_.get("seed", sizeof(std::uint64_t)));
-        check(cudaMemcpyAsync(seed_word_, &seed_, sizeof(seed_), cudaMemcpyHostToDevice, stream()), "copy of the seed");
+        check_cuda(cudaMemcpyAsync(seed_word_, &seed_, sizeof(seed_), cudaMemcpyHostToDevice, stream()), "copy of the seed");
         for (std::size_t k = 0; k < program_.ops.size(); ++k) {
             op_ = static_cast<std::uint32_t>(k);
-            if (needs_host(program_.ops[k]))
-                host_op(k);
-            else
-                std::visit([this](const auto& op) { execute(op); }, program_.ops[k]);
+            std::visit([this](const auto& op) { execute(op); }, program_.ops[k]);
         }
         end_segment();
-        check(cudaMemcpyAsync(out, buffer(program_.output), bytes(program_.output), cudaMemcpyDeviceToHost, stream()), "copy of the images");
-        check(cudaStreamSynchronize(stream()), "sampling");
+        check_cuda(cudaMemcpyAsync(out, buffer(program_.output), bytes(program_.output), cudaMemcpyDeviceToHost, stream()), "copy of the images");
+        check_cuda(cudaStreamSynchronize(stream()), "sampling");
         finished_ = true;
         ++workspace_.samples;
     }
@@ -110,38 +86,39 @@ private:
     enum class Mode { eager, capture, replay };
 
     cudaStream_t stream() const { return static_cast<cudaStream_t>(owner_.stream_); }
+    gpu::DeviceCache& cache() { return workspace_.cache; }
 
     // Enqueues `launch`'s device work (kernels, device copies) as part of the current run of kernels.
     template <typename Launch>
     void kernels(Launch&& launch) {
         if (mode_ == Mode::replay) {
-            if (!segment_open_) check(cudaGraphLaunch(workspace_.graphs.at(next_graph_++), stream()), "cudaGraphLaunch");
+            if (!segment_open_) check_cuda(cudaGraphLaunch(workspace_.graphs.at(next_graph_++), stream()), "cudaGraphLaunch");
             segment_open_ = true;
             return;
         }
         if (mode_ == Mode::capture && !segment_open_)
-            check(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+            check_cuda(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
         segment_open_ = mode_ == Mode::capture;
         launch();
-        check(cudaGetLastError(), "kernel launch");
+        check_cuda(cudaGetLastError(), "kernel launch");
     }
     void end_segment() {
         if (!segment_open_) return;
         segment_open_ = false;
         if (mode_ != Mode::capture) return;
         cudaGraph_t graph = nullptr;
-        check(cudaStreamEndCapture(stream(), &graph), "cudaStreamEndCapture");
+        check_cuda(cudaStreamEndCapture(stream(), &graph), "cudaStreamEndCapture");
         cudaGraphExec_t exec = nullptr;
         const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
         cudaGraphDestroy(graph);
-        check(status, "cudaGraphInstantiate");
+        check_cuda(status, "cudaGraphInstantiate");
         workspace_.graphs.push_back(exec);
-        check(cudaGraphLaunch(exec, stream()), "cudaGraphLaunch");
+        check_cuda(cudaGraphLaunch(exec, stream()), "cudaGraphLaunch");
     }
     // The host is about to read device results or hand buffers to ONNX Runtime.
     void synchronize() {
         end_segment();
-        check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
+        check_cuda(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
     }
 
     std::int64_t count(const std::string& name) const { return batch_ * elements(program_.buffers.at(name)); }
@@ -155,10 +132,10 @@ private:
     }
     float* buffer(const std::string& name) { return floats("buffer " + name, count(name)); }
     std::string scratch(const std::string& what) const { return "op " + std::to_string(op_) + " " + what; }
-    // Draw `index` of this op, shaped as buffer `like`.
-    const float* draw(std::uint32_t index, const std::string& like) {
+    // Draw `index` of this op, shaped as buffer `like`, into the op's scratch `name`.
+    const float* draw(std::uint32_t index, const std::string& like, const std::string& name = "noise") {
         const std::int64_t n = count(like);
-        float* z = floats(scratch("noise"), n);
+        float* z = floats(scratch(name), n);
         kernels([&] { gpu::draw_normals(seed_word_, op_, index, n, z, stream()); });
         return z;
     }
@@ -190,16 +167,17 @@ private:
         site.run(batch_, typed, result);
         // ONNX Runtime synchronises its own stream at the end of Run by default; waiting for the device here keeps
         // the next kernels correct whatever stream and setting the provider used.
-        check(cudaDeviceSynchronize(), "waiting for site " + name);
+        check_cuda(cudaDeviceSynchronize(), "waiting for site " + name);
         called();
         if (result != out) kernels([&] { gpu::to_float(result, n, output.dtype, out, stream()); });
     }
 
-    void execute(const NoiseOp& op) {  // unfiltered (filtered noise is a host op)
+    void execute(const NoiseOp& op) {
         float* out = buffer(op.out);
         const std::int64_t n = count(op.out);
         kernels([&] {
             gpu::draw_normals(seed_word_, op_, 0, n, out, stream());
+            if (op.filter) gpu::spectral_filter(cache(), scratch("constants"), op.filter->basis, op.filter->values, shape(op.out), out);
             if (op.scale != 1.0) gpu::scale(out, static_cast<float>(op.scale), n, out, stream());
         });
     }
@@ -215,24 +193,36 @@ private:
                                 c.ke, c.kep, out, stream());
         });
     }
-    void execute(const MatheronOp&) { fail(FASTGEN_ERROR_INTERNAL, "udpm_matheron reached the device interpreter"); }
-    void execute(const ChainOp& op) {  // affine steps (blur chains are host ops)
+    void execute(const MatheronOp& op) {
+        const float* e = op.noisy ? draw(0, op.out) : nullptr;
+        const float* e_prime = op.noisy ? draw(1, op.x, "noise prime") : nullptr;
+        const float *x = buffer(op.x), *x_hat = buffer(op.x_hat);
+        float* out = buffer(op.out);  // per pixel, x̂ is read before out is written: in place is safe
+        kernels([&] { gpu::udpm_matheron(cache(), scratch("constants"), op.constants, x, x_hat, e, e_prime, shape(op.x), shape(op.out), out); });
+    }
+    void execute(const ChainOp& op) {
         const std::int64_t n = count(op.x);
         float *current = floats(scratch("x"), n), *next = floats(scratch("next"), n), *model_out = floats(scratch("model output"), n);
         float* t = floats(scratch("t"), batch_);
         const float* source = buffer(op.x);
-        kernels([&] { check(cudaMemcpyAsync(current, source, bytes(op.x), cudaMemcpyDeviceToDevice, stream()), "device copy"); });
+        kernels([&] { check_cuda(cudaMemcpyAsync(current, source, bytes(op.x), cudaMemcpyDeviceToDevice, stream()), "device copy"); });
         for (std::size_t i = 0; i < op.timesteps.size(); ++i) {
             const auto timestep = static_cast<float>(op.timesteps[i]);
             kernels([&] { gpu::fill(timestep, batch_, t, stream()); });
             call(op.site, {current, t}, model_out);
             const float* z = op.noise[i] ? draw(static_cast<std::uint32_t>(i), op.x) : nullptr;
-            const AffineConstants& c = op.affine[i];
-            kernels([&] { gpu::affine_step(current, model_out, z, n, c.a, c.b, c.clip, c.p, c.q, c.r, c.s, next, stream()); });
+            kernels([&] {
+                if (op.is_blur()) {
+                    gpu::blur_step(cache(), scratch("step " + std::to_string(i)), op.basis, op.blur[i], current, model_out, z, shape(op.x), next);
+                    return;
+                }
+                const AffineConstants& c = op.affine[i];
+                gpu::affine_step(current, model_out, z, n, c.a, c.b, c.clip, c.p, c.q, c.r, c.s, next, stream());
+            });
             std::swap(current, next);
         }
         float* out = buffer(op.out);
-        kernels([&] { check(cudaMemcpyAsync(out, current, bytes(op.x), cudaMemcpyDeviceToDevice, stream()), "device copy"); });
+        kernels([&] { check_cuda(cudaMemcpyAsync(out, current, bytes(op.x), cudaMemcpyDeviceToDevice, stream()), "device copy"); });
     }
     void execute(const UpsampleOp& op) {
         const Shape4 s = shape(op.x);
@@ -246,27 +236,6 @@ private:
         const float* x = buffer(op.x);
         float* out = buffer(op.out);
         kernels([&] { gpu::renoise(x, z, static_cast<float>(op.signal), static_cast<float>(op.noise_scale), n, out, stream()); });
-    }
-
-    // Op `index` on the host, as the CPU interpreter runs it: its inputs down, its output up.
-    void host_op(std::size_t index) {
-        const Op& op = program_.ops[index];
-        synchronize();
-        HostBuffers host;
-        for (const std::string& name : host_op_reads(op)) {
-            std::vector<float>& values = host[name];
-            values.resize(static_cast<std::size_t>(count(name)));
-            check(cudaMemcpyAsync(values.data(), buffer(name), bytes(name), cudaMemcpyDeviceToHost, stream()), "copy to the host");
-        }
-        check(cudaStreamSynchronize(stream()), "copy to the host");
-        const std::int64_t before = calls_;
-        Progress progress;
-        if (progress_) progress = [this, before](std::int64_t done, std::int64_t total) { progress_(before + done, total); };
-        run_host_op(program_, owner_.host_sites_, index, batch_, seed_, host, progress);
-        if (const auto* chain = std::get_if<ChainOp>(&op)) calls_ += static_cast<std::int64_t>(chain->timesteps.size());
-        const std::string out = std::visit([](const auto& any) { return any.out; }, op);
-        check(cudaMemcpyAsync(buffer(out), host.at(out).data(), bytes(out), cudaMemcpyHostToDevice, stream()), "copy to the device");
-        check(cudaStreamSynchronize(stream()), "copy to the device");  // `host` is freed on return
     }
 
     GpuProgram& owner_;
@@ -283,15 +252,17 @@ private:
     std::size_t next_graph_ = 0;
 };
 
-GpuProgram::GpuProgram(const Program& program, const Sites& host_sites, DeviceSites sites, int device)
-    : program_(program), host_sites_(host_sites), sites_(std::move(sites)), device_(device) {
-    for (const Op& op : program.ops)
+GpuProgram::GpuProgram(const Program& program, DeviceSites sites, int device)
+    : program_(program), sites_(std::move(sites)), device_(device) {
+    for (const Op& op : program.ops) {
+        if (uses_fft(op)) gpu::require_cufft();  // refused at open, not mid-sample
         if (const auto* posterior = std::get_if<PosteriorOp>(&op); posterior && posterior->constants.gamma > gpu::kMaxGamma)
             fail(FASTGEN_ERROR_UNSUPPORTED, "the GPU path takes UDPM scale factors up to " + std::to_string(gpu::kMaxGamma) + ", the bundle has " +
                                                 std::to_string(posterior->constants.gamma) + "; use provider cpu");
-    check(cudaSetDevice(device), "cudaSetDevice(" + std::to_string(device) + ")");
+    }
+    check_cuda(cudaSetDevice(device), "cudaSetDevice(" + std::to_string(device) + ")");
     cudaStream_t stream = nullptr;
-    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
     stream_ = stream;
 }
 
@@ -302,9 +273,9 @@ GpuProgram::~GpuProgram() {
 
 void GpuProgram::run(std::int64_t batch, std::uint64_t seed, float* out, const Progress& progress) {
     std::lock_guard<std::mutex> lock(running_);
-    check(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
+    check_cuda(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
     std::unique_ptr<Workspace>& workspace = workspaces_[batch];
-    if (!workspace) workspace = std::make_unique<Workspace>();
+    if (!workspace) workspace = std::make_unique<Workspace>(stream_);
     Run(*this, *workspace, batch, seed, progress).execute(out);
 }
 

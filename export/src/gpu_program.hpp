@@ -1,15 +1,17 @@
 // The sampling program on a CUDA GPU (built with nvcc, run with a GPU provider): every program buffer lives in
-// device memory, sites read and write it through ONNX Runtime's IO binding, the step ops are gpu_ops.cu's kernels
-// and the noise is drawn on the device under the program's Philox contract; one copy to the caller at the end.
+// device memory, sites read and write it through ONNX Runtime's IO binding, the step ops are gpu_ops.cu's kernels,
+// the spectral ops (filtered noise, udpm_matheron, blur chains) are gpu_fft.cpp's float64 cuFFT transforms around
+// gpu_spectral.cu's kernels, and the noise is drawn on the device under the program's Philox contract; nothing
+// passes through the host but the seed (one word in) and the images (one copy to the caller at the end).
 //
-// CUDA graphs: per batch size, the first sample runs eagerly (it allocates the buffers), the second captures each
+// CUDA graphs: per batch size, the first sample runs eagerly (it allocates the buffers and makes the cuFFT plans, bound
+// to the program's stream), the second captures each
 // run of step ops between two network calls into a graph, and later samples replay those graphs. The network
 // calls themselves stay outside: ONNX Runtime runs them on its own stream and synchronises it inside Run, which a
 // stream capture does not allow, so no graph spans a call. (ORT's own CUDA-graph option, enable_cuda_graph, would
 // capture a session's Run for fixed addresses; the kit does not turn it on.)
 //
-// The ops that need FFTs (filtered noise, udpm_matheron, blur chains) have no device version yet (no cuFFT in this
-// build): they run on the host, as the CPU interpreter runs them, and their buffers are copied down and back up.
+// cuFFT is loaded at run time (gpu_fft.hpp), when a program with spectral ops is opened on a GPU provider.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +36,8 @@ using DeviceSites = std::map<std::string, DeviceSite>;
 
 class GpuProgram {
 public:
-    // `program` and the sites must outlive this; `host_sites` are the same sites as the host interpreter calls them.
-    GpuProgram(const Program& program, const Sites& host_sites, DeviceSites sites, int device);
+    // `program` must outlive this. Throws Failure when the program needs what this machine lacks (cuFFT, …).
+    GpuProgram(const Program& program, DeviceSites sites, int device);
     ~GpuProgram();
     GpuProgram(const GpuProgram&) = delete;
     GpuProgram& operator=(const GpuProgram&) = delete;
@@ -47,7 +49,6 @@ private:
     struct Workspace;
     class Run;
     const Program& program_;
-    const Sites& host_sites_;
     DeviceSites sites_;
     int device_;
     void* stream_ = nullptr;  // cudaStream_t

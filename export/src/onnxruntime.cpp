@@ -19,15 +19,6 @@ namespace {
 
 [[noreturn]] void runtime_error(const std::string& message) { fail(FASTGEN_ERROR_RUNTIME, message); }
 
-// The directory holding this library: the build tree and an installed prefix both put ORT's library beside it.
-std::string own_directory() {
-    Dl_info info{};
-    if (dladdr(reinterpret_cast<void*>(&own_directory), &info) == 0 || info.dli_fname == nullptr) return "";
-    std::string path = info.dli_fname;
-    const auto slash = path.rfind('/');
-    return slash == std::string::npos ? "." : path.substr(0, slash);
-}
-
 struct Library {
     void* handle = nullptr;
     const OrtApiBase* base = nullptr;
@@ -53,7 +44,7 @@ Library& load_library(const std::string& requested) {
     } else if (const char* variable = std::getenv("FASTGEN_ONNXRUNTIME_LIBRARY"); variable && *variable) {
         candidates = {variable};
     } else {
-        candidates = {own_directory() + "/libonnxruntime.so.1", "libonnxruntime.so.1", "libonnxruntime.so"};
+        candidates = {library_directory() + "/libonnxruntime.so.1", "libonnxruntime.so.1", "libonnxruntime.so"};
     }
     std::string errors;
     for (const std::string& candidate : candidates) {
@@ -204,6 +195,14 @@ Ort::Session engine_session(Ort::Env& env, const Manifest& manifest, const SiteR
 }
 
 }  // namespace
+
+std::string library_directory() {
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(&library_directory), &info) == 0 || info.dli_fname == nullptr) return "";
+    std::string path = info.dli_fname;
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? "." : path.substr(0, slash);
+}
 
 Provider provider_from_name(const std::string& name) {
     if (name == "cpu") return Provider::cpu;

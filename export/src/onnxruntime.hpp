@@ -50,6 +50,10 @@ private:
     std::unique_ptr<State> state_;
 };
 
+// The directory holding the kit's library: the build tree and an installed prefix put the libraries it loads
+// (ONNX Runtime, cuFFT) beside it.
+std::string library_directory();
+
 // The ONNX Runtime library version that is loaded (loads it if needed).
 std::string onnxruntime_version(const std::string& library = "");
 

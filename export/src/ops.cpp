@@ -73,64 +73,76 @@ void udpm_posterior(const PosteriorConstants& c, const float* x_l, const float* 
     }
 }
 
+std::vector<double> matheron_evidence(const MatheronConstants& c, const Shape4& low_shape, const Shape4& out_shape) {
+    const std::int64_t height = out_shape.height, width = out_shape.width, h = low_shape.height, w = low_shape.width;
+    const double gamma2 = static_cast<double>(height / h) * (width / w);
+    std::vector<double> folded(static_cast<std::size_t>(h * w), 0.0);  // fold(|ŵ|² ĉ), in row-major order of f
+    for (std::int64_t y = 0; y < height; ++y)
+        for (std::int64_t x = 0; x < width; ++x) {
+            const std::size_t k = static_cast<std::size_t>(y * width + x);
+            folded[static_cast<std::size_t>((y % h) * w + x % w)] += (c.transfer_re[k] * c.transfer_re[k] + c.transfer_im[k] * c.transfer_im[k]) * c.prior_cov[k];
+        }
+    for (double& value : folded) value = fg_matheron_evidence(value, c.alpha, c.sigma, gamma2);
+    return folded;
+}
+
 void udpm_matheron(const MatheronConstants& c, const float* x_l, const float* x_hat, const float* e, const float* e_prime,
                    const Shape4& low_shape, const Shape4& out_shape, float* out) {
     const int height = static_cast<int>(out_shape.height), width = static_cast<int>(out_shape.width);
     const int h = static_cast<int>(low_shape.height), w = static_cast<int>(low_shape.width);
     const double gamma2 = static_cast<double>(height / h) * (width / w);
     const std::size_t high_size = static_cast<std::size_t>(height) * width, low_size = static_cast<std::size_t>(h) * w;
-    std::vector<complex> transfer(high_size);
-    for (std::size_t k = 0; k < high_size; ++k) transfer[k] = complex(c.transfer_re[k], c.transfer_im[k]);
-    // fold(S)[i, j] = Σ over the aliases (i + a·h, j + b·w) of the low-res frequency (i, j).
-    auto fold = [&](const std::vector<complex>& high) {
-        std::vector<complex> low(low_size, complex(0.0, 0.0));
+    const std::vector<double> evidence = matheron_evidence(c, low_shape, out_shape);
+    auto as_pair = [](const complex& value) { return fg_complex{value.real(), value.imag()}; };
+    // fold(S)[g] = Σ over the aliases f = (g_y + a·h, g_x + b·w) of g, in row-major order of f.
+    auto fold = [&](const std::vector<fg_complex>& high) {
+        std::vector<fg_complex> low(low_size, fg_complex{0.0, 0.0});
         for (int y = 0; y < height; ++y)
-            for (int x = 0; x < width; ++x) low[static_cast<std::size_t>(y % h) * w + x % w] += high[static_cast<std::size_t>(y) * width + x];
+            for (int x = 0; x < width; ++x) {
+                fg_complex& sum = low[static_cast<std::size_t>(y % h) * w + x % w];
+                sum = fg_zadd(sum, high[static_cast<std::size_t>(y) * width + x]);
+            }
         return low;
     };
-    std::vector<complex> weighted(high_size);
-    for (std::size_t k = 0; k < high_size; ++k) weighted[k] = std::norm(transfer[k]) * c.prior_cov[k];
-    std::vector<complex> evidence = fold(weighted);  // c_l = α² fold(|ŵ|² ĉ)/γ² + σ²
-    for (complex& value : evidence) value = c.alpha * c.alpha * value / gamma2 + c.sigma * c.sigma;
 
-    std::vector<complex> work(high_size), prior_noise(high_size), low_work(low_size), residual(low_size);
+    std::vector<complex> work(high_size), noise(high_size), low_work(low_size), low_noise(low_size);
+    std::vector<fg_complex> prior_noise(high_size), weighted_noise(high_size), weighted_mean(high_size), residual(low_size);
     for (std::int64_t p = 0; p < out_shape.planes(); ++p) {
         const float* hat = x_hat + p * out_shape.plane();
         const float* low = x_l + p * low_shape.plane();
-        // E = √ĉ F(e) and P = α fold(ŵ E)/γ² + σ F(e′); both 0 when not noisy.
-        std::fill(prior_noise.begin(), prior_noise.end(), complex(0.0, 0.0));
-        std::vector<complex> predicted_noise(low_size, complex(0.0, 0.0));
-        if (e != nullptr) {
-            for (std::size_t k = 0; k < high_size; ++k) work[k] = e[p * out_shape.plane() + k];
-            fft2(work.data(), height, width, false, prior_noise.data());
-            for (std::size_t k = 0; k < high_size; ++k) {
-                prior_noise[k] *= std::sqrt(c.prior_cov[k]);
-                work[k] = transfer[k] * prior_noise[k];
-            }
-            predicted_noise = fold(work);
-            for (std::size_t k = 0; k < low_size; ++k) low_work[k] = e_prime[p * low_shape.plane() + k];
-            fft2(low_work.data(), h, w, false, low_work.data());
-            for (std::size_t k = 0; k < low_size; ++k) predicted_noise[k] = c.alpha * predicted_noise[k] / gamma2 + c.sigma * low_work[k];
-        }
-        // M = α ᾱ fold(ŵ F(x̂))/γ²,  R = F(x_l) − M − P
         for (std::size_t k = 0; k < high_size; ++k) work[k] = hat[k];
         fft2(work.data(), height, width, false, work.data());
-        for (std::size_t k = 0; k < high_size; ++k) work[k] *= transfer[k];
-        const std::vector<complex> mean = fold(work);
         for (std::size_t k = 0; k < low_size; ++k) low_work[k] = low[k];
         fft2(low_work.data(), h, w, false, low_work.data());
-        for (std::size_t k = 0; k < low_size; ++k)
-            residual[k] = (low_work[k] - c.alpha * c.prior_scale * mean[k] / gamma2 - predicted_noise[k]) / evidence[k];
-        // out = ᾱ x̂ + Re F⁻¹(E + α ĉ conj(ŵ) tile(R / c_l))
+        if (e != nullptr) {
+            for (std::size_t k = 0; k < high_size; ++k) noise[k] = e[p * out_shape.plane() + k];
+            fft2(noise.data(), height, width, false, noise.data());
+            for (std::size_t k = 0; k < low_size; ++k) low_noise[k] = e_prime[p * low_shape.plane() + k];
+            fft2(low_noise.data(), h, w, false, low_noise.data());
+        }
+        for (std::size_t k = 0; k < high_size; ++k) {
+            const fg_complex noise_k = as_pair(noise[k]);
+            const fg_matheron_high terms = fg_matheron_high_terms({c.transfer_re[k], c.transfer_im[k]}, c.prior_cov[k], as_pair(work[k]),
+                                                                  e != nullptr ? &noise_k : nullptr);
+            prior_noise[k] = terms.prior_noise, weighted_noise[k] = terms.weighted_noise, weighted_mean[k] = terms.weighted_mean;
+        }
+        const std::vector<fg_complex> mean_fold = fold(weighted_mean), noise_fold = fold(weighted_noise);
+        for (std::size_t k = 0; k < low_size; ++k) {
+            const fg_complex noise_prime = as_pair(low_noise[k]);
+            residual[k] = fg_matheron_residual(as_pair(low_work[k]), mean_fold[k], noise_fold[k], e != nullptr ? &noise_prime : nullptr,
+                                               evidence[k], c.alpha, c.sigma, c.prior_scale, gamma2);
+        }
         for (int y = 0; y < height; ++y)
             for (int x = 0; x < width; ++x) {
                 const std::size_t k = static_cast<std::size_t>(y) * width + x;
-                work[k] = prior_noise[k] + c.alpha * c.prior_cov[k] * std::conj(transfer[k]) * residual[static_cast<std::size_t>(y % h) * w + x % w];
+                const fg_complex update = fg_matheron_update(prior_noise[k], {c.transfer_re[k], c.transfer_im[k]}, c.prior_cov[k],
+                                                             residual[static_cast<std::size_t>(y % h) * w + x % w], c.alpha);
+                work[k] = complex(update.re, update.im);
             }
         fft2(work.data(), height, width, true, work.data());
         float* result = out + p * out_shape.plane();
         const float scale = static_cast<float>(c.prior_scale);
-        for (std::size_t k = 0; k < high_size; ++k) result[k] = scale * hat[k] + static_cast<float>(work[k].real());
+        for (std::size_t k = 0; k < high_size; ++k) result[k] = fg_matheron_output(scale, hat[k], work[k].real());
     }
 }
 

@@ -35,6 +35,8 @@ struct MatheronConstants {
     double alpha, sigma, prior_scale;
     std::vector<double> transfer_re, transfer_im, prior_cov;  // [H][W] on x̂'s grid
 };
+// The posterior's evidence c_l(g) = α² fold(|ŵ|² ĉ)/γ² + σ² per low-res frequency g [h][w] (a constant of the op).
+std::vector<double> matheron_evidence(const MatheronConstants& c, const Shape4& low_shape, const Shape4& out_shape);
 void udpm_matheron(const MatheronConstants& c, const float* x_l, const float* x_hat, const float* e, const float* e_prime,
                    const Shape4& low_shape, const Shape4& out_shape, float* out);
 

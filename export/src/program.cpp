@@ -322,19 +322,16 @@ namespace {
 
 class Interpreter {
 public:
-    Interpreter(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, const Progress& progress,
-                HostBuffers& buffers)
-        : program_(program), sites_(sites), batch_(batch), seed_(seed), progress_(progress), total_calls_(site_calls(program)),
-          buffers_(buffers) {}
+    Interpreter(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, const Progress& progress)
+        : program_(program), sites_(sites), batch_(batch), seed_(seed), progress_(progress), total_calls_(site_calls(program)) {}
 
     void run(float* out) {
-        for (std::size_t k = 0; k < program_.ops.size(); ++k) execute(k);
+        for (std::size_t k = 0; k < program_.ops.size(); ++k) {
+            op_ = static_cast<std::uint32_t>(k);
+            std::visit([this](const auto& op) { execute(op); }, program_.ops[k]);
+        }
         const std::vector<float>& result = buffers_.at(program_.output);
         std::copy(result.begin(), result.end(), out);
-    }
-    void execute(std::size_t index) {
-        op_ = static_cast<std::uint32_t>(index);
-        std::visit([this](const auto& op) { execute(op); }, program_.ops[index]);
     }
 
 private:
@@ -421,20 +418,14 @@ private:
     const Progress& progress_;
     std::int64_t total_calls_, calls_ = 0;
     std::uint32_t op_ = 0;
-    HostBuffers& buffers_;
+    std::map<std::string, std::vector<float>> buffers_;
 };
 
 }  // namespace
 
 void run_program(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, float* out,
                  const Progress& progress) {
-    HostBuffers buffers;
-    Interpreter(program, sites, batch, seed, progress, buffers).run(out);
-}
-
-void run_host_op(const Program& program, const Sites& sites, std::size_t index, std::int64_t batch, std::uint64_t seed,
-                 HostBuffers& buffers, const Progress& progress) {
-    Interpreter(program, sites, batch, seed, progress, buffers).execute(index);
+    Interpreter(program, sites, batch, seed, progress).run(out);
 }
 
 std::int64_t site_calls(const Program& program) {

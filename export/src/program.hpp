@@ -84,12 +84,6 @@ using Progress = std::function<void(std::int64_t done, std::int64_t total)>;
 void run_program(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, float* out,
                  const Progress& progress = {});
 
-// Runs op `index` of `program` alone over host buffers: reads its inputs from `buffers`, writes its output there.
-// `progress` counts this op's network calls from 0. The GPU interpreter's way to the ops that need FFTs.
-using HostBuffers = std::map<std::string, std::vector<float>>;
-void run_host_op(const Program& program, const Sites& sites, std::size_t index, std::int64_t batch, std::uint64_t seed,
-                 HostBuffers& buffers, const Progress& progress = {});
-
 // Network calls one run makes.
 std::int64_t site_calls(const Program& program);
 

@@ -31,7 +31,7 @@ std::unique_ptr<Session> Session::open(const std::string& path, const RuntimeOpt
                                               site->run_device(batch, inputs, output);
                                           }};
         }
-        session->gpu = std::make_shared<GpuProgram>(session->program, session->sites, std::move(sites), runtime.device);
+        session->gpu = std::make_shared<GpuProgram>(session->program, std::move(sites), runtime.device);
     }
 #endif
     return session;

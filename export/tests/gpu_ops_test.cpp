@@ -1,5 +1,5 @@
-// The GPU step ops (gpu_ops.cu, nvcc) against the CPU ops (ops.cpp, g++): both compile the same headers.
-// Runs only where a CUDA GPU is present; elsewhere every test skips.
+// The GPU step ops (gpu_ops.cu, nvcc) and spectral ops (gpu_fft.cpp, cuFFT) against the CPU ops (ops.cpp, g++):
+// both compile the same headers. Runs only where a CUDA GPU is present; elsewhere every test but the first skips.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>
@@ -7,12 +7,16 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "error.hpp"
 #include "fake_sites.hpp"
+#include "fft.hpp"
+#include "gpu_fft.hpp"
 #include "gpu_ops.hpp"
 #include "gpu_program.hpp"
 #include "ops.hpp"
@@ -49,16 +53,48 @@ std::vector<float> normals(std::int64_t count, std::uint32_t op) {
     return values;
 }
 
-double max_difference(const std::vector<float>& a, const std::vector<float>& b) {
+template <typename T>
+double max_difference(const std::vector<T>& a, const std::vector<T>& b) {
     double worst = 0.0;
     for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(static_cast<double>(a[i]) - b[i]));
     return worst;
+}
+
+double max_abs(const std::vector<float>& values) {
+    double worst = 0.0;
+    for (float value : values) worst = std::max(worst, std::abs(static_cast<double>(value)));
+    return worst;
+}
+
+// A device op's float32 output against the CPU op's: both compute in float64 from the same inputs and differ only by
+// the FFTs' rounding (~1e-16 relative), so they agree to float32's resolution, a few units in the last place.
+void expect_float32_equal(const std::vector<float>& device, const std::vector<float>& host) {
+    const double scale = max_abs(host);
+    ASSERT_GT(scale, 0.1);  // the comparison can fail
+    EXPECT_LE(max_difference(device, host), 5e-7 * std::max(1.0, scale));
 }
 
 }  // namespace
 
 #define REQUIRE_GPU() \
     if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU here"
+
+// First in this file: the process has not loaded cuFFT yet (ctest runs each test in its own process). Needs no GPU.
+TEST(GpuFft, AMissingCufftIsOneClearError) {
+    setenv("FASTGEN_CUFFT_LIBRARY", "/nonexistent/libcufft.so.12", 1);
+    try {
+        fastgen::kit::gpu::require_cufft();
+        ADD_FAILURE() << "cuFFT loaded from a path that does not exist";
+    } catch (const fastgen::kit::Failure& failure) {
+        const std::string message = failure.what();
+        EXPECT_EQ(failure.status, FASTGEN_ERROR_RUNTIME);
+        EXPECT_NE(message.find("libcufft.so.12"), std::string::npos) << message;
+        EXPECT_NE(message.find("/nonexistent/libcufft.so.12"), std::string::npos) << message;
+        EXPECT_NE(message.find("nvidia-cufft"), std::string::npos) << message;
+        EXPECT_NE(message.find("provider cpu"), std::string::npos) << message;
+    }
+    unsetenv("FASTGEN_CUFFT_LIBRARY");
+}
 
 TEST(GpuOps, NoiseMatchesTheHostContract) {
     REQUIRE_GPU();
@@ -114,6 +150,132 @@ TEST(GpuOps, TimestepsReachTheSitesAsTheHostConvertsThem) {
     cudaMemcpy(host.data(), converted, batch * sizeof(std::int64_t), cudaMemcpyDeviceToHost);
     cudaFree(converted);
     for (std::int64_t value : host) EXPECT_EQ(value, 41);  // truncation toward zero, as torch's .to(int64)
+}
+
+// The spectral ops on device buffers against the CPU ops on the same inputs (gpu_fft.cpp vs ops.cpp).
+namespace {
+
+std::vector<double> doubles(const std::vector<float>& values) { return {values.begin(), values.end()}; }
+
+// Device float32 buffers of `inputs`, `run` on them, and the result buffer `out` (of out_count) back.
+struct SpectralCase {
+    fastgen::kit::gpu::DeviceCache cache{nullptr};
+    std::vector<float> device_output(std::size_t out_count, const std::vector<const std::vector<float>*>& inputs,
+                                     const std::function<void(const std::vector<const float*>&, float*)>& run) {
+        std::vector<std::unique_ptr<DeviceBuffer>> buffers;
+        std::vector<const float*> pointers;
+        for (const std::vector<float>* input : inputs) {
+            if (input == nullptr) {
+                pointers.push_back(nullptr);
+                continue;
+            }
+            buffers.push_back(std::make_unique<DeviceBuffer>(*input));
+            pointers.push_back(buffers.back()->data);
+        }
+        DeviceBuffer out(out_count);
+        run(pointers, out.data);
+        return out.host();
+    }
+};
+
+}  // namespace
+
+TEST(GpuFft, DctPassesEqualFftCpp) {
+    REQUIRE_GPU();
+    const int height = 6, width = 10, planes = 3;
+    const std::vector<double> in = doubles(normals(planes * height * width, 7));
+    std::vector<double> expected(in.size()), inverse(in.size());
+    for (int p = 0; p < planes; ++p) {
+        fastgen::kit::dct2_ortho(in.data() + p * height * width, height, width, expected.data() + p * height * width);
+        fastgen::kit::idct2_ortho(in.data() + p * height * width, height, width, inverse.data() + p * height * width);
+    }
+    fastgen::kit::gpu::DeviceCache cache(nullptr);
+    double* device = cache.array<double>("in", planes * height * width);
+    double* scratch = cache.array<double>("scratch", planes * height * width);
+    double* out = cache.array<double>("out", planes * height * width);
+    const double* rows = cache.constant("rows", fastgen::kit::dct_matrix(width));
+    const double* columns = cache.constant("columns", fastgen::kit::dct_matrix(height));
+    cudaMemcpy(device, in.data(), in.size() * sizeof(double), cudaMemcpyHostToDevice);
+    std::vector<double> result(in.size());
+    for (bool transpose : {false, true}) {
+        fastgen::kit::gpu::dct_pass(device, planes, height, width, rows, true, transpose, scratch, nullptr);
+        fastgen::kit::gpu::dct_pass(scratch, planes, height, width, columns, false, transpose, out, nullptr);
+        cudaMemcpy(result.data(), out, result.size() * sizeof(double), cudaMemcpyDeviceToHost);
+        EXPECT_LE(max_difference(result, transpose ? inverse : expected), 1e-12);
+    }
+}
+
+class GpuFilter : public testing::TestWithParam<const char*> {};  // basis
+
+TEST_P(GpuFilter, EqualsTheCpuOp) {
+    REQUIRE_GPU();
+    const std::string basis = GetParam();
+    for (const fastgen::kit::Shape4 shape : {fastgen::kit::Shape4{2, 3, 8, 12}, fastgen::kit::Shape4{1, 2, 7, 9}}) {  // even and odd sides
+        const std::int64_t columns = basis == "fourier" ? shape.width / 2 + 1 : shape.width;
+        std::vector<double> values = doubles(normals(shape.height * columns, 11));
+        for (double& value : values) value = std::abs(value);
+        const std::vector<float> x = normals(shape.count(), 12);
+        std::vector<float> expected = x;
+        fastgen::kit::spectral_filter(basis, values, shape, expected.data());
+        SpectralCase on_device;
+        const std::vector<float> result = on_device.device_output(x.size(), {&x}, [&](const std::vector<const float*>& in, float* out) {
+            cudaMemcpy(out, in[0], x.size() * sizeof(float), cudaMemcpyDeviceToDevice);
+            fastgen::kit::gpu::spectral_filter(on_device.cache, "filter", basis, values, shape, out);  // in place, as the noise op
+        });
+        expect_float32_equal(result, expected);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, GpuFilter, testing::Values("fourier", "dct"));
+
+class GpuBlur : public testing::TestWithParam<std::tuple<std::string, bool>> {};  // (basis, noisy)
+
+TEST_P(GpuBlur, StepEqualsTheCpuOp) {
+    REQUIRE_GPU();
+    const std::string basis = std::get<0>(GetParam());
+    const bool noisy = std::get<1>(GetParam());
+    for (const fastgen::kit::Shape4 shape : {fastgen::kit::Shape4{2, 3, 8, 12}, fastgen::kit::Shape4{1, 2, 7, 9}}) {
+        const std::int64_t columns = basis == "fourier" ? shape.width / 2 + 1 : shape.width;
+        const std::vector<float> coefficients = normals(3 * shape.height * columns, 13);
+        const std::vector<float> x = normals(shape.count(), 14), eps = normals(shape.count(), 15), z = normals(shape.count(), 16);
+        std::vector<float> expected(x.size());
+        fastgen::kit::blur_step(basis, coefficients, x.data(), eps.data(), noisy ? z.data() : nullptr, shape, expected.data());
+        SpectralCase on_device;
+        const std::vector<float> result =
+            on_device.device_output(x.size(), {&x, &eps, noisy ? &z : nullptr}, [&](const std::vector<const float*>& in, float* out) {
+                fastgen::kit::gpu::blur_step(on_device.cache, "step", basis, coefficients, in[0], in[1], in[2], shape, out);
+            });
+        expect_float32_equal(result, expected);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, GpuBlur, testing::Combine(testing::Values(std::string("fourier"), std::string("dct")), testing::Bool()),
+                         [](const testing::TestParamInfo<GpuBlur::ParamType>& info) {
+                             return std::get<0>(info.param) + (std::get<1>(info.param) ? "_noisy" : "_noiseless");
+                         });
+
+TEST(GpuFft, UdpmMatheronEqualsTheCpuOp) {
+    REQUIRE_GPU();
+    for (const bool noisy : {false, true})
+        for (const int gamma : {2, 3}) {
+            const fastgen::kit::Shape4 low{2, 3, 4, 5}, high{2, 3, 4 * gamma, 5 * gamma};
+            fastgen::kit::MatheronConstants c{0.8, 0.3, 0.9, doubles(normals(high.plane(), 21)), doubles(normals(high.plane(), 22)),
+                                              doubles(normals(high.plane(), 23))};
+            for (double& value : c.prior_cov) value = 0.1 + std::abs(value);
+            const std::vector<float> x_l = normals(low.count(), 24), x_hat = normals(high.count(), 25), e = normals(high.count(), 26),
+                                     e_prime = normals(low.count(), 27);
+            std::vector<float> expected(x_hat.size());
+            fastgen::kit::udpm_matheron(c, x_l.data(), x_hat.data(), noisy ? e.data() : nullptr, noisy ? e_prime.data() : nullptr, low, high,
+                                        expected.data());
+            SpectralCase on_device;
+            const std::vector<float> result = on_device.device_output(
+                x_hat.size(), {&x_l, &x_hat, noisy ? &e : nullptr, noisy ? &e_prime : nullptr},
+                [&](const std::vector<const float*>& in, float* out) {
+                    fastgen::kit::gpu::udpm_matheron(on_device.cache, "matheron", c, in[0], in[1], in[2], in[3], low, high, out);
+                });
+            SCOPED_TRACE("noisy " + std::to_string(noisy) + ", γ " + std::to_string(gamma));
+            expect_float32_equal(result, expected);
+        }
 }
 
 // The device-resident interpreter (a real bundle through ONNX Runtime's CUDA provider) against the CPU one; the
@@ -190,7 +352,7 @@ TEST_P(GpuFixture, EqualsTheCpuInterpreterAndReplaysItsGraphs) {
                                          cudaMemcpy(output, result.data(), result.size() * sizeof(float), cudaMemcpyHostToDevice);
                                      }};
     }
-    fastgen::kit::GpuProgram gpu(program, sites, device_sites, 0);
+    fastgen::kit::GpuProgram gpu(program, device_sites, 0);
     const std::int64_t batch = fixture["batch"];
     const auto seed = fixture["seed"].get<std::uint64_t>();
     std::int64_t count = batch;

@@ -51,6 +51,46 @@ FG_HD float fg_blur_combine(float cx, float x, float ce, float e, float cz, floa
     return fmaf(cx, x, fmaf(ce, e, cz * z));
 }
 
+// `udpm_matheron` (a circulant kernel's UDPM posterior by Matheron's rule) per DFT frequency, in float64: the C++
+// kit's CPU loops (ops.cpp) and its cuFFT path (export/src/gpu_spectral.cu) call these between their transforms.
+// Complex values are (re, im) pairs, the layout of std::complex<double> and cufftDoubleComplex. F = unnormalised
+// DFT, ŵ the transfer function and ĉ the prior covariance's eigenvalues at a high-res frequency f, g = f's
+// low-res alias class (size γ²), fold = the sum over a class, in row-major order of f.
+struct fg_complex {
+    double re, im;
+};
+FG_HD fg_complex fg_zmul(fg_complex a, fg_complex b) { return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re}; }
+FG_HD fg_complex fg_zscale(double s, fg_complex a) { return {s * a.re, s * a.im}; }
+FG_HD fg_complex fg_zadd(fg_complex a, fg_complex b) { return {a.re + b.re, a.im + b.im}; }
+// At f: the prior's noise spectrum E = √ĉ F(e) (noise: F(e), or nullptr when not noisy), ŵ E and ŵ F(x̂).
+struct fg_matheron_high {
+    fg_complex prior_noise, weighted_noise, weighted_mean;
+};
+FG_HD fg_matheron_high fg_matheron_high_terms(fg_complex transfer, double prior_cov, fg_complex hat, const fg_complex* noise) {
+    const fg_complex prior_noise = noise != nullptr ? fg_zscale(sqrt(prior_cov), *noise) : fg_complex{0.0, 0.0};
+    return {prior_noise, fg_zmul(transfer, prior_noise), fg_zmul(transfer, hat)};
+}
+// At g: R = (F(x_l) − α ᾱ fold(ŵ F(x̂))/γ² − P) / c_l with P = α fold(ŵ E)/γ² + σ F(e′) (noise_prime: F(e′), or
+// nullptr when not noisy) and c_l = α² fold(|ŵ|² ĉ)/γ² + σ² (the evidence, a constant of the op).
+FG_HD fg_complex fg_matheron_residual(fg_complex low, fg_complex mean_fold, fg_complex noise_fold, const fg_complex* noise_prime,
+                                      double evidence, double alpha, double sigma, double prior_scale, double gamma2) {
+    fg_complex predicted = {0.0, 0.0};
+    if (noise_prime != nullptr) predicted = fg_zadd(fg_zscale(alpha / gamma2, noise_fold), fg_zscale(sigma, *noise_prime));
+    const double mean_scale = alpha * prior_scale / gamma2;
+    return {(low.re - mean_scale * mean_fold.re - predicted.re) / evidence, (low.im - mean_scale * mean_fold.im - predicted.im) / evidence};
+}
+// At f: the spectrum of the correction, E + α ĉ conj(ŵ) R(g); x_{l-1} = ᾱ x̂ + Re F⁻¹(it).
+FG_HD fg_complex fg_matheron_update(fg_complex prior_noise, fg_complex transfer, double prior_cov, fg_complex residual, double alpha) {
+    return fg_zadd(prior_noise, fg_zscale(alpha * prior_cov, fg_zmul({transfer.re, -transfer.im}, residual)));
+}
+// x_{l-1} at one pixel, from x̂ there and the real part of F⁻¹(the update)/(H·W) there.
+FG_HD float fg_matheron_output(float prior_scale, float hat, double correction) {
+    return fmaf(prior_scale, hat, static_cast<float>(correction));
+}
+FG_HD double fg_matheron_evidence(double weighted_fold, double alpha, double sigma, double gamma2) {
+    return alpha * alpha * weighted_fold / gamma2 + sigma * sigma;
+}
+
 // `upsample` ×2 bilinear, half-pixel centres, along one axis of length n: output o reads inputs i0, i1 with
 // weights w0, w1 (indices clamped to [0, n−1]), as torch's interpolate(mode="bilinear", align_corners=False).
 struct fg_upsample_taps {
