@@ -81,8 +81,9 @@ verify)
   timeout 330 python3 -m pytest --timeout 150 tests/test_kernels.py tests/test_accel.py tests/test_bench.py -q -rs \
     -p no:cacheprovider >"$OUT/gpu_tests.log" 2>&1
   tail -3 "$OUT/gpu_tests.log"
-  # The C++ kit's GPU path: nvcc build, its device ctests (step ops; GPU interpreter vs CPU, graph capture and
-  # replay), then the GPU kit vs the CPU kit for every family's bundle.
+  # The C++ kit's GPU path: nvcc build (ONNX Runtime's and cuFFT's headers from the carried .deps/; libcufft.so.12
+  # from the image's nvidia-cufft wheel), its device ctests (step ops; each spectral op on cuFFT vs the CPU op; GPU
+  # interpreter vs CPU, graph capture and replay), then the GPU kit vs the CPU kit for every family's bundle.
   { cmake -S export -B build/export && cmake --build build/export -j8 &&
     timeout 300 ctest --test-dir build/export -R 'Gpu' --output-on-failure &&
     timeout 400 python3 -m pytest tests/test_cppkit.py -k gpu -q -rs -p no:cacheprovider; } >"$OUT/kit_gpu.log" 2>&1
