@@ -136,6 +136,7 @@ void spectral_filter(DeviceCache& cache, const std::string& key, const std::stri
         widen(x, count, 1, plane, stream);
         check_cufft(cufft().exec_d2z(cache.plan(DeviceCache::Fft::real_forward, height, width, planes), plane, as_complex(spectrum)), "cufftExecD2Z");
         filter_spectra(spectrum, 2, filter, per_plane, ortho_factor(height, width), 2 * planes * per_plane, stream);
+        make_hermitian(spectrum, planes, height, width, stream);
         check_cufft(cufft().exec_z2d(cache.plan(DeviceCache::Fft::real_inverse, height, width, planes), as_complex(spectrum), plane), "cufftExecZ2D");
         narrow(plane, 1, ortho_factor(height, width), count, x, stream);
         return;
@@ -167,6 +168,7 @@ void blur_step(DeviceCache& cache, const std::string& key, const std::string& ba
         check_cufft(cufft().exec_d2z(cache.plan(DeviceCache::Fft::real_forward, height, width, terms * planes), planes_in, as_complex(spectra)),
                     "cufftExecD2Z");
         blur_combine(spectra, 2, per_plane, spectrum, z != nullptr, step, ortho_factor(height, width), combined, stream);
+        make_hermitian(combined, planes, height, width, stream);
         check_cufft(cufft().exec_z2d(cache.plan(DeviceCache::Fft::real_inverse, height, width, planes), as_complex(combined), planes_in),
                     "cufftExecZ2D");
         narrow(planes_in, 1, ortho_factor(height, width), count, out, stream);

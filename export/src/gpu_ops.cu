@@ -1,4 +1,5 @@
 #include "gpu_ops.hpp"
+#include "gpu_launch.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -12,11 +13,7 @@
 namespace fastgen::kit::gpu {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kMaxTaps = kMaxGamma * kMaxGamma;
-
-unsigned blocks_for(std::int64_t work) { return static_cast<unsigned>((work + kThreads - 1) / kThreads < 65535 ? (work + kThreads - 1) / kThreads : 65535); }
-cudaStream_t as_stream(Stream stream) { return static_cast<cudaStream_t>(stream); }
 
 __global__ void normals_kernel(const fg_u64* seed_word, fg_u64 offset, std::int64_t count, float* out) {
     const fg_u64 seed = *seed_word;

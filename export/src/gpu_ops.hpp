@@ -35,6 +35,11 @@ void renoise(const float* x, const float* z, float signal, float noise_scale, st
 void widen(const float* in, std::int64_t count, int parts, double* out, Stream stream);
 // out[i] = float(in[i·parts] · factor).
 void narrow(const double* in, int parts, double factor, std::int64_t count, float* out, Stream stream);
+// Half spectra [planes][H][W/2+1] as torch.fft.irfft2 (and fft.cpp) read them: in the columns 0 and W/2 (W even),
+// which hold both X(ky) and X(H − ky), each pair becomes its Hermitian part ((X(ky) + conj X(H − ky))/2 and its
+// conjugate): exactly the imaginary parts irfft2 drops after its column transform, so cuFFT's C2R gets a spectrum a
+// real plane has.
+void make_hermitian(double* spectra, std::int64_t planes, int height, int width, Stream stream);
 // spectra[j] ← spectra[j] · factor · values[value j's index within its plane of `per_plane` values].
 void filter_spectra(double* spectra, int parts, const double* values, std::int64_t per_plane, double factor, std::int64_t count, Stream stream);
 // One pass of fft.cpp's DCT-II by its n×n cosine matrix (n = width for rows, height for columns), transposed for the inverse.

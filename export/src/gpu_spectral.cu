@@ -1,8 +1,9 @@
 // The pointwise parts of the program's spectral ops on the device, in float64, between gpu_fft.cpp's cuFFT
 // transforms: the same maths as ops.cpp / fft.cpp on the host (steps.cuh for the per-frequency steps, the same
 // cosine matrices for the DCT), in the same order of operations, and compiled without FMA contraction
-// (CMakeLists: --fmad=false) so that equal inputs give equal float64 results up to the FFTs' own rounding.
+// (cmake/Cuda.cmake: --fmad=false) so that equal inputs give equal float64 results up to the FFTs' own rounding.
 #include "gpu_ops.hpp"
+#include "gpu_launch.cuh"
 
 #include <cuda_runtime.h>
 
@@ -11,35 +12,41 @@
 namespace fastgen::kit::gpu {
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned blocks_for(std::int64_t work) { return static_cast<unsigned>((work + kThreads - 1) / kThreads < 65535 ? (work + kThreads - 1) / kThreads : 65535); }
-cudaStream_t as_stream(Stream stream) { return static_cast<cudaStream_t>(stream); }
-
-#define FG_GRID_LOOP(i, count)                                                                \
-    for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < (count); \
-         i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
-
 __global__ void widen_kernel(const float* in, std::int64_t count, int parts, double* out) {
-    FG_GRID_LOOP(i, count) {
+    FASTGEN_GRID_LOOP(i, count) {
         out[i * parts] = in[i];
         if (parts == 2) out[i * parts + 1] = 0.0;
     }
 }
 
 __global__ void narrow_kernel(const double* in, int parts, double factor, std::int64_t count, float* out) {
-    FG_GRID_LOOP(i, count) out[i] = static_cast<float>(in[i * parts] * factor);
+    FASTGEN_GRID_LOOP(i, count) out[i] = static_cast<float>(in[i * parts] * factor);
+}
+
+// Thread (plane, column c ∈ {0, W/2}, row ky ≤ H − ky) sets the pair X(ky, c), X(H − ky, c) to their Hermitian part.
+__global__ void hermitian_kernel(fg_complex* spectra, std::int64_t planes, int height, int width) {
+    const int columns = width / 2 + 1, paired_columns = width % 2 == 0 ? 2 : 1, rows = height / 2 + 1;
+    FASTGEN_GRID_LOOP(i, planes * paired_columns * rows) {
+        const std::int64_t plane = i / (paired_columns * rows);
+        const int column = static_cast<int>(i / rows % paired_columns) == 0 ? 0 : width / 2, row = static_cast<int>(i % rows);
+        const int partner = row == 0 ? 0 : height - row;
+        fg_complex& a = spectra[(plane * height + row) * columns + column];
+        fg_complex& b = spectra[(plane * height + partner) * columns + column];
+        const fg_complex part = {0.5 * (a.re + b.re), 0.5 * (a.im - b.im)};
+        a = part;
+        b = {part.re, -part.im};
+    }
 }
 
 __global__ void filter_kernel(double* spectra, int parts, const double* values, std::int64_t per_plane, double factor, std::int64_t count) {
-    FG_GRID_LOOP(j, count) spectra[j] = spectra[j] * factor * values[(j / parts) % per_plane];
+    FASTGEN_GRID_LOOP(j, count) spectra[j] = spectra[j] * factor * values[(j / parts) % per_plane];
 }
 
 // out[row-pass: y][k] = Σ_i M[k][i] in[y][i];  column pass: out[k][x] = Σ_i M[k][i] in[i][x]; M transposed for the inverse.
 __global__ void dct_kernel(const double* in, std::int64_t planes, int height, int width, const double* matrix, bool rows, bool transpose,
                            double* out) {
     const int n = rows ? width : height;
-    FG_GRID_LOOP(e, planes * height * width) {
+    FASTGEN_GRID_LOOP(e, planes * height * width) {
         const std::int64_t plane = e / (static_cast<std::int64_t>(height) * width);
         const int y = static_cast<int>(e / width % height), x = static_cast<int>(e % width), k = rows ? x : y;
         const double* source = in + plane * height * width;
@@ -55,7 +62,7 @@ __global__ void dct_kernel(const double* in, std::int64_t planes, int height, in
 __global__ void blur_kernel(const double* spectra, int parts, std::int64_t per_plane, std::int64_t count, bool noisy, const float* coefficients,
                             double factor, double* out) {
     const float *cx = coefficients, *ce = cx + per_plane, *cz = ce + per_plane;
-    FG_GRID_LOOP(j, count) {
+    FASTGEN_GRID_LOOP(j, count) {
         const std::int64_t k = (j / parts) % per_plane;
         const float z = noisy ? static_cast<float>(spectra[2 * count + j] * factor) : 0.0f;
         out[j] = fg_blur_combine(cx[k], static_cast<float>(spectra[j] * factor), ce[k], static_cast<float>(spectra[count + j] * factor), cz[k], z);
@@ -64,7 +71,7 @@ __global__ void blur_kernel(const double* spectra, int parts, std::int64_t per_p
 
 __global__ void matheron_high_kernel(fg_complex* hat, fg_complex* noise, fg_complex* weighted_noise, const fg_complex* transfer,
                                      const double* prior_cov, std::int64_t per_plane, std::int64_t count) {
-    FG_GRID_LOOP(i, count) {
+    FASTGEN_GRID_LOOP(i, count) {
         const std::int64_t k = i % per_plane;
         const fg_matheron_high terms = fg_matheron_high_terms(transfer[k], prior_cov[k], hat[i], noise != nullptr ? &noise[i] : nullptr);
         hat[i] = terms.weighted_mean;
@@ -75,7 +82,7 @@ __global__ void matheron_high_kernel(fg_complex* hat, fg_complex* noise, fg_comp
 __global__ void matheron_residual_kernel(fg_complex* low, const fg_complex* noise_prime, const fg_complex* weighted_mean,
                                          const fg_complex* weighted_noise, const double* evidence, std::int64_t planes, int height, int width,
                                          int h, int w, double alpha, double sigma, double prior_scale, double gamma2) {
-    FG_GRID_LOOP(i, planes * h * w) {
+    FASTGEN_GRID_LOOP(i, planes * h * w) {
         const std::int64_t plane = i / (static_cast<std::int64_t>(h) * w);
         const int gy = static_cast<int>(i / w % h), gx = static_cast<int>(i % w);
         const std::int64_t high = plane * height * width;
@@ -93,7 +100,7 @@ __global__ void matheron_residual_kernel(fg_complex* low, const fg_complex* nois
 
 __global__ void matheron_update_kernel(const fg_complex* prior_noise, const fg_complex* transfer, const double* prior_cov, const fg_complex* residual,
                                        std::int64_t planes, int height, int width, int h, int w, double alpha, fg_complex* out) {
-    FG_GRID_LOOP(i, planes * height * width) {
+    FASTGEN_GRID_LOOP(i, planes * height * width) {
         const std::int64_t plane = i / (static_cast<std::int64_t>(height) * width), k = i % (static_cast<std::int64_t>(height) * width);
         const int y = static_cast<int>(k / width), x = static_cast<int>(k % width);
         const fg_complex noise = prior_noise != nullptr ? prior_noise[i] : fg_complex{0.0, 0.0};
@@ -103,7 +110,7 @@ __global__ void matheron_update_kernel(const fg_complex* prior_noise, const fg_c
 
 __global__ void matheron_output_kernel(const float* x_hat, const fg_complex* correction, std::int64_t count, float prior_scale, double size,
                                        float* out) {
-    FG_GRID_LOOP(i, count) out[i] = fg_matheron_output(prior_scale, x_hat[i], correction[i].re / size);
+    FASTGEN_GRID_LOOP(i, count) out[i] = fg_matheron_output(prior_scale, x_hat[i], correction[i].re / size);
 }
 
 }  // namespace
@@ -114,6 +121,11 @@ void widen(const float* in, std::int64_t count, int parts, double* out, Stream s
 
 void narrow(const double* in, int parts, double factor, std::int64_t count, float* out, Stream stream) {
     narrow_kernel<<<blocks_for(count), kThreads, 0, as_stream(stream)>>>(in, parts, factor, count, out);
+}
+
+void make_hermitian(double* spectra, std::int64_t planes, int height, int width, Stream stream) {
+    const std::int64_t threads = planes * (width % 2 == 0 ? 2 : 1) * (height / 2 + 1);
+    hermitian_kernel<<<blocks_for(threads), kThreads, 0, as_stream(stream)>>>(reinterpret_cast<fg_complex*>(spectra), planes, height, width);
 }
 
 void filter_spectra(double* spectra, int parts, const double* values, std::int64_t per_plane, double factor, std::int64_t count, Stream stream) {
