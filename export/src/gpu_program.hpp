@@ -4,12 +4,12 @@
 // gpu_spectral.cu's kernels, and the noise is drawn on the device under the program's Philox contract; nothing
 // passes through the host but the seed (one word in) and the images (one copy to the caller at the end).
 //
-// CUDA graphs: per batch size, the first sample runs eagerly (it allocates the buffers and makes the cuFFT plans, bound
-// to the program's stream), the second captures each
-// run of step ops between two network calls into a graph, and later samples replay those graphs. The network
-// calls themselves stay outside: ONNX Runtime runs them on its own stream and synchronises it inside Run, which a
-// stream capture does not allow, so no graph spans a call. (ORT's own CUDA-graph option, enable_cuda_graph, would
-// capture a session's Run for fixed addresses; the kit does not turn it on.)
+// CUDA graphs: per batch size, the first sample runs eagerly (it allocates the buffers and makes the cuFFT plans,
+// bound to the program's stream), the second captures each run of step ops and transforms between two network calls
+// into a graph, and later samples replay those graphs. The network calls themselves stay outside: ONNX Runtime
+// runs them on its own stream and synchronises it inside Run, which a stream capture does not allow, so no graph
+// spans a call. (ORT's own CUDA-graph option, enable_cuda_graph, would capture a session's Run for fixed
+// addresses; the kit does not turn it on.)
 //
 // cuFFT is loaded at run time (gpu_fft.hpp), when a program with spectral ops is opened on a GPU provider.
 #pragma once
