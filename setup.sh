@@ -68,7 +68,7 @@ fi
 CUFFT_WHEEL="nvidia-cufft==12.4.0.43"
 CUFFT_DIR=.deps/cufft
 nvcc=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc /usr/local/cuda-13.0/bin/nvcc 2>/dev/null | head -1 || true)
-if [ -n "$nvcc" ] && [ ! -f "$(dirname "$(dirname "$nvcc")")/include/cufft.h" ]; then
+if [ -n "$nvcc" ] && [ ! -f "$(dirname "$(dirname "$(readlink -f "$nvcc")")")/include/cufft.h" ]; then
     cufft_parts=("nvidia/cu13/include/")
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then cufft_parts+=("nvidia/cu13/lib/libcufft.so.12"); fi
     missing=0
