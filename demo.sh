@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main job on any machine (an idle 2-core CPU: about 7½–8 minutes): show the environment, train the tiny UDPM
-# and DDPM presets on scikit-learn's digits (train/{udpm,ddpm}_tiny.toml, both at once, one core each), sample them
-# to PNG grids — UDPM in 3 network calls, DDPM in 1000 — export the UDPM model to an ONNX bundle and sample that too,
-# run the CPU bench (presets at batch 1, then the bundle's graphs on ONNX Runtime), and end with how good the samples
-# are: `fastgen eval` of both models with the digits classifier (class coverage, confidently classified fraction).
-# Everything lands under runs/demo/. On a GPU, the real recipes are train/*_fmnist32.toml (see README.md).
+# The main job on any machine (an idle 2-core CPU: 6 min 37 s on a first run): show the environment, train the tiny
+# UDPM and DDPM presets on scikit-learn's digits (train/{udpm,ddpm}_tiny.toml, both at once, one core each); while the
+# DDPM run still trains, sample UDPM to PNG grids in 3 network calls, export it to an ONNX bundle, sample and bench
+# that, and score it; then sample DDPM (1000 steps), run the CPU bench (presets at batch 1) and score DDPM. It ends
+# with how good the samples are: `fastgen eval` of both models with the digits classifier (class coverage,
+# confidently classified fraction). Everything lands under runs/demo/. On a GPU, the real recipes are
+# train/*_fmnist32.toml (see README.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 out=runs/demo
