@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on any machine (an idle 2-core CPU: 6 min 37 s on a first run): show the environment, train the tiny
+# The main job on any machine (an idle 2-core CPU: 6 min 30 s on a first run): show the environment, train the tiny
 # UDPM and DDPM presets on scikit-learn's digits (train/{udpm,ddpm}_tiny.toml, both at once, one core each); while the
 # DDPM run still trains, sample UDPM to PNG grids in 3 network calls, export it to an ONNX bundle, sample and bench
 # that, and score it; then sample DDPM (1000 steps), run the CPU bench (presets at batch 1) and score DDPM. It ends
