@@ -22,7 +22,10 @@ runner = CliRunner()
 
 
 def fixed_batch_loss(model_config, networks, recipe_sections, seed: int = 123) -> float:
-    """The family objective's model loss on one fixed batch with fixed noise (same numbers before and after)."""
+    """The family objective's model loss on one fixed batch with fixed noise (same numbers before and after).
+
+    Given the model network alone: a GAN-trained family's adversarial term (scored by whichever discriminator is at
+    hand) says nothing about whether the model learned, so only what it fits to data is measured."""
     from fastgen.data import load_dataset
 
     family = build_family(model_config)
@@ -43,18 +46,14 @@ def test_tiny_preset_trains_and_its_loss_falls(family: str, tmp_path: Path) -> N
     recipe = load_recipe(TINY[family])
     config = api.model_config_from_recipe(recipe.sections)
     torch.manual_seed(recipe.run.seed)
-    before = fixed_batch_loss(config, build_family(config).build_networks(), recipe.sections)
+    before = fixed_batch_loss(config, {"model": build_family(config).build_networks()["model"]}, recipe.sections)
 
-    final = api.train(TINY[family], ["run.steps=60", "run.checkpoint_every=60"], run_dir=tmp_path / "run")
-    model = api.load_model(final, weights="model")
-    after = fixed_batch_loss(config, {"model": model.networks["model"].train(), **_other_networks(config)}, recipe.sections)
+    # 150 steps and the EMA weights: UDPM's recipe (λ_adv = 1 from level 1 on, β₁ = 0.5) lets its adversary push the
+    # fit up and down for the first hundred steps (its log: level-1 fidelity 0.34 at step 40, 1.9 at 60, 0.26 at 100).
+    final = api.train(TINY[family], ["run.steps=150", "run.checkpoint_every=150"], run_dir=tmp_path / "run")
+    model = api.load_model(final, weights="ema")
+    after = fixed_batch_loss(config, {"model": model.networks["model"].train()}, recipe.sections)
     assert after < 0.8 * before, f"{family}: fixed-batch loss {before:.4f} → {after:.4f}"
-
-
-def _other_networks(config) -> dict:
-    # The discriminator is not part of the sampled model; the fixed-batch loss only needs it to exist.
-    networks = build_family(config).build_networks()
-    return {name: net for name, net in networks.items() if name != "model"}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
