@@ -4,7 +4,6 @@
 #include <dlfcn.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <type_traits>
 
 #include "error.hpp"
@@ -30,17 +29,8 @@ struct Cufft {
 // $FASTGEN_CUFFT_LIBRARY if set, else libcufft.so.12 beside the kit's library (the build links the one CMake found
 // there), else the system's search path.
 Cufft load_cufft() {
-    std::vector<std::string> candidates;
-    if (const char* variable = std::getenv("FASTGEN_CUFFT_LIBRARY"); variable && *variable)
-        candidates = {variable};
-    else
-        candidates = {library_directory() + "/" + kCufftLibrary, kCufftLibrary};
-    void* handle = nullptr;
-    std::string errors;
-    for (const std::string& candidate : candidates) {
-        if ((handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL)) != nullptr) break;
-        errors += std::string(errors.empty() ? "" : "; ") + dlerror();
-    }
+    std::string loaded, errors;
+    void* handle = open_first_library(library_candidates("FASTGEN_CUFFT_LIBRARY", {kCufftLibrary}), loaded, errors);
     if (handle == nullptr)
         fail(FASTGEN_ERROR_RUNTIME, std::string("the GPU path's FFT ops (filtered noise, blur steps, the general-kernel UDPM posterior) need cuFFT, "
                                                 "and ") + kCufftLibrary + " cannot be loaded (" + errors + "); pip install nvidia-cufft "

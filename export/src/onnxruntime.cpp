@@ -38,23 +38,11 @@ Library& load_library(const std::string& requested) {
     std::lock_guard<std::mutex> lock(mutex);
     Library& lib = library();
     if (lib.handle != nullptr) return lib;
-    std::vector<std::string> candidates;
-    if (!requested.empty()) {
-        candidates = {requested};
-    } else if (const char* variable = std::getenv("FASTGEN_ONNXRUNTIME_LIBRARY"); variable && *variable) {
-        candidates = {variable};
-    } else {
-        candidates = {library_directory() + "/libonnxruntime.so.1", "libonnxruntime.so.1", "libonnxruntime.so"};
-    }
+    const std::vector<std::string> candidates = requested.empty()
+        ? library_candidates("FASTGEN_ONNXRUNTIME_LIBRARY", {"libonnxruntime.so.1", "libonnxruntime.so"})
+        : std::vector<std::string>{requested};
     std::string errors;
-    for (const std::string& candidate : candidates) {
-        lib.handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
-        if (lib.handle != nullptr) {
-            lib.path = candidate;
-            break;
-        }
-        errors += std::string(errors.empty() ? "" : "; ") + dlerror();
-    }
+    lib.handle = open_first_library(candidates, lib.path, errors);
     if (lib.handle == nullptr)
         runtime_error("cannot load ONNX Runtime (" + errors + "); pip install onnxruntime and rebuild the kit, or set "
                       "FASTGEN_ONNXRUNTIME_LIBRARY to a libonnxruntime.so");
@@ -196,12 +184,35 @@ Ort::Session engine_session(Ort::Env& env, const Manifest& manifest, const SiteR
 
 }  // namespace
 
+namespace {
+
+// The directory holding the kit's library.
 std::string library_directory() {
     Dl_info info{};
     if (dladdr(reinterpret_cast<void*>(&library_directory), &info) == 0 || info.dli_fname == nullptr) return "";
     std::string path = info.dli_fname;
     const auto slash = path.rfind('/');
     return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+}  // namespace
+
+std::vector<std::string> library_candidates(const char* variable, const std::vector<std::string>& names) {
+    if (const char* value = std::getenv(variable); value && *value) return {value};
+    std::vector<std::string> candidates{library_directory() + "/" + names.front()};
+    candidates.insert(candidates.end(), names.begin(), names.end());
+    return candidates;
+}
+
+void* open_first_library(const std::vector<std::string>& candidates, std::string& loaded, std::string& errors) {
+    for (const std::string& candidate : candidates) {
+        if (void* handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+            loaded = candidate;
+            return handle;
+        }
+        errors += std::string(errors.empty() ? "" : "; ") + dlerror();
+    }
+    return nullptr;
 }
 
 Provider provider_from_name(const std::string& name) {

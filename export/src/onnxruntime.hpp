@@ -50,9 +50,12 @@ private:
     std::unique_ptr<State> state_;
 };
 
-// The directory holding the kit's library: the build tree and an installed prefix put the libraries it loads
-// (ONNX Runtime, cuFFT) beside it.
-std::string library_directory();
+// Where to look for a library the kit loads at run time (ONNX Runtime, cuFFT): $`variable` if set, else names[0]
+// beside the kit's library (the build tree and an installed prefix put them there), then every name on the system
+// search path.
+std::vector<std::string> library_candidates(const char* variable, const std::vector<std::string>& names);
+// dlopen of the first candidate that loads (its path in `loaded`), else nullptr with every dlerror in `errors`.
+void* open_first_library(const std::vector<std::string>& candidates, std::string& loaded, std::string& errors);
 
 // The ONNX Runtime library version that is loaded (loads it if needed).
 std::string onnxruntime_version(const std::string& library = "");

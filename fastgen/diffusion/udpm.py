@@ -796,9 +796,8 @@ def sample(
         ) from None
     if len(predictors) != schedule.levels:
         raise FastgenError(f"got {len(predictors)} predictors for {schedule.levels} levels; give one per level")
+    step = process.matheron_step if process.observation_noise else process.posterior_step
     x = process.prior_sample(latents.x_top)
     for level in range(schedule.levels, 0, -1):
-        x_hat, maps = predictors[level - 1](x), latents.latent_maps(level)
-        step = process.matheron_step if process.observation_noise else process.posterior_step
-        x = step(x, x_hat, level, *maps)
+        x = step(x, predictors[level - 1](x), level, *latents.latent_maps(level))
     return Sampled(x, latents)
