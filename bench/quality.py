@@ -52,6 +52,18 @@ def train_run(family: str, recipe: Path, runs: Path, minutes: float, extra: list
     return run
 
 
+def family_overrides(family: str, overrides: list[str]) -> list[str]:
+    """The ``--set`` values for ``family``: the unprefixed ones and those written ``family:key=value``."""
+    chosen = []
+    for override in overrides:
+        prefix, colon, rest = override.partition(":")
+        if not (colon and prefix in FAMILIES):
+            chosen.append(override)
+        elif prefix == family:
+            chosen.append(rest)
+    return chosen
+
+
 def training_facts(model: api.LoadedModel) -> dict[str, Any]:
     """Steps reached, the time budget and the batch size, from the checkpoint's config.json."""
     config = json.loads((model.checkpoint / "config.json").read_text())
@@ -64,7 +76,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=2.0, help="training minutes per family (run.max_minutes)")
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated families")
     parser.add_argument("--recipe-suffix", default="tiny", help="train/<family>_<suffix>.toml (tiny: digits)")
-    parser.add_argument("--set", action="append", default=[], help="extra recipe override for every family (repeatable)")
+    parser.add_argument("--set", action="append", default=[], help="extra recipe override for every family, or for one as FAMILY:key=value (repeatable)")
     parser.add_argument("--runs", type=Path, default=Path("runs/quality"), help="where the runs are trained (and reused)")
     parser.add_argument("--retrain", action="store_true", help="train again even where a run exists")
     parser.add_argument("--n", type=int, default=500, help="images scored per row")
@@ -82,7 +94,7 @@ def main() -> None:
     rows = []
     for family in args.families.split(","):
         recipe = ROOT / "train" / f"{family}_{args.recipe_suffix}.toml"
-        run = train_run(family, recipe, args.runs, args.minutes, args.set, args.retrain)
+        run = train_run(family, recipe, args.runs, args.minutes, family_overrides(family, args.set), args.retrain)
         model = api.load_model(run, device=device)
         training = training_facts(model)
         cpu_model = model if device.type == "cpu" else api.load_model(run)

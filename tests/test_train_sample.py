@@ -90,6 +90,15 @@ def test_resumed_udpm_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
     assert [[r[k] for k in keys] for r in straight] == [[r[k] for k in keys] for r in split]
 
 
+def test_udpm_level_weights_choose_the_levels_trained(tmp_path: Path) -> None:
+    """A level of weight 0 is never the batch's level; the others all are (20 steps at weights 0, 1, 3)."""
+    api.train(TINY["udpm"], ["run.steps=20", "run.log_every=1", "loss.level_weights=[0, 1, 3]"], run_dir=tmp_path / "run")
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    trained = [int(key[-1]) for record in logged for key in record if key.startswith("model/fid_l")]
+    assert len(trained) == 20 and set(trained) == {2, 3}
+    assert trained.count(3) > trained.count(2)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -101,6 +110,8 @@ def test_resumed_udpm_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
         (["diffusion.levels=2"], "alphas"),
         (["loss.lambda_adv=[1.0]"], "lambda_adv must list 3"),
         (["loss.colour=1"], "unknown [loss] keys colour"),
+        (["loss.level_weights=[1, 2]"], "level_weights must list 3"),
+        (["loss.level_weights=[0, 0, 0]"], "level_weights must not all be 0"),
     ],
 )
 def test_bad_recipes_are_clear_errors(overrides: list[str], message: str, tmp_path: Path) -> None:

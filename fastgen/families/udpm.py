@@ -37,6 +37,8 @@ LOSS_DEFAULTS: dict[str, Any] = {
     "r1_gamma": [0.1, 0.4, 0.8],
     "perceptual_backbone": "efficientnet-lite0",
     "vgg_weights": "",
+    # How often each level is the batch's level (relative weights, level 1 first); empty: uniformly (Alg. 1).
+    "level_weights": [],
 }
 DISCRIMINATOR_PRESETS = ("tiny", "small", "paper")
 
@@ -69,11 +71,19 @@ def loss_settings(loss: Mapping[str, Any], levels: int) -> dict[str, Any]:
     """``[loss]`` over the paper's defaults, with every per-level list checked to have one entry per level."""
     check_keys("[loss]", loss, set(LOSS_DEFAULTS))
     settings = {**LOSS_DEFAULTS, **loss}
-    for key in ("lambda_fid", "lambda_per", "lambda_adv", "r1_gamma"):
+
+    def per_level(key: str) -> list[float]:
         values = settings[key]
         if not isinstance(values, Sequence) or len(values) != levels or any(not isinstance(v, (int, float)) or v < 0 for v in values):
             raise FastgenError(f"[loss] {key} must list {levels} non-negative numbers (one per level, level 1 first), got {values!r}")
-        settings[key] = [float(v) for v in values]
+        return [float(v) for v in values]
+
+    for key in ("lambda_fid", "lambda_per", "lambda_adv", "r1_gamma"):
+        settings[key] = per_level(key)
+    if settings["level_weights"] != []:
+        settings["level_weights"] = per_level("level_weights")
+        if not sum(settings["level_weights"]) > 0:
+            raise FastgenError("[loss] level_weights must not all be 0: every batch trains one level")
     if settings["fidelity"] not in ("l1", "l2"):
         raise FastgenError(f"[loss] fidelity must be 'l1' or 'l2', got {settings['fidelity']!r}")
     return settings
@@ -250,7 +260,11 @@ class UDPMObjective:
 
     def _model_loss(self, nets: Mapping[str, nn.Module], x0: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, Any]]:
         levels = self.process.schedule.levels
-        level = int(torch.randint(1, levels + 1, (1,), generator=generator, device=generator.device))
+        weights = self.settings["level_weights"]
+        if weights:
+            level = 1 + int(torch.multinomial(torch.tensor(weights, device=generator.device), 1, generator=generator))
+        else:
+            level = int(torch.randint(1, levels + 1, (1,), generator=generator, device=generator.device))
         noise_shape = (x0.shape[0], x0.shape[1], *(s // self.process.schedule.gamma**level for s in x0.shape[-2:]))
         noise = torch.randn(noise_shape, generator=generator, device=generator.device).to(x0.device)
         x_l = self.process.q_sample(x0, level, noise)
