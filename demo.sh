@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on any machine (an idle 2-core CPU: 6 min 30 s on a first run): show the environment, then two chains
+# The main job on any machine (an idle 2-core CPU: 6 min 37 s on a first run): show the environment, then two chains
 # side by side, one core each — UDPM: train train/udpm_tiny.toml on scikit-learn's digits, sample it to PNG grids in 3
 # network calls, export it to an ONNX bundle, sample and bench that, score it; DDPM: train train/ddpm_tiny.toml,
 # sample it (1000 steps), score it — and last, alone on the machine, the CPU bench (presets at batch 1). It ends with
