@@ -99,6 +99,15 @@ def test_udpm_level_weights_choose_the_levels_trained(tmp_path: Path) -> None:
     assert trained.count(3) > trained.count(2)
 
 
+def test_udpm_discriminator_widths_can_be_set_in_the_recipe(tmp_path: Path) -> None:
+    """Preset fields, ``channels`` included, override the preset; stages the smallest level cannot hold are dropped."""
+    widths = 'model.discriminator={preset="tiny", stem_channels=16, channels=[16, 32, 64, 128], embedding_channels=16}'
+    final = api.train(TINY["udpm"], ["run.steps=1", widths], run_dir=tmp_path / "run")
+    config = json.loads((final / "config.json").read_text())["objective"]["model"]["networks"]["discriminator"]
+    # 16×16 over 3 levels: the coarsest scored image is 4×4, which holds 3 stages (4 → 2 → 1).
+    assert (config["stem_channels"], config["channels"], config["embedding_channels"]) == (16, [16, 32, 64], 16)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -101,11 +101,12 @@ def discriminator_config(preset: str, image: ImageSpec, levels: int, gamma: int,
         config = udpm_paper_discriminator_64().replace(**fields)
     else:
         raise FastgenError(f"unknown discriminator preset {preset!r}; choose one of {', '.join(DISCRIMINATOR_PRESETS)}")
+    config = config.replace(**overrides)
     # Fewer stages where the deepest would shrink level L's output below 1×1 (the official code does the same).
     stages = len(config.channels)
     while 2 ** (stages - 1) > smallest:
         stages -= 1
-    return config.replace(channels=config.channels[:stages], **overrides)
+    return config.replace(channels=tuple(config.channels[:stages]))
 
 
 class UDPMFamily(Family):
