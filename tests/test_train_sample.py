@@ -49,7 +49,7 @@ def test_tiny_preset_trains_and_its_loss_falls(family: str, tmp_path: Path) -> N
     before = fixed_batch_loss(config, {"model": build_family(config).build_networks()["model"]}, recipe.sections)
 
     # 150 steps and the EMA weights: UDPM's recipe (λ_adv = 1 from level 1 on, β₁ = 0.5) lets its adversary push the
-    # fit up and down for the first hundred steps (its log: level-1 fidelity 0.34 at step 40, 1.9 at 60, 0.26 at 100).
+    # fit up and down for the first hundred steps (per-level log: level-2 fidelity 1.91 at step 40, 2.44 at 100).
     final = api.train(TINY[family], ["run.steps=150", "run.checkpoint_every=150"], run_dir=tmp_path / "run")
     model = api.load_model(final, weights="ema")
     after = fixed_batch_loss(config, {"model": model.networks["model"].train()}, recipe.sections)
