@@ -17,14 +17,14 @@ import torch
 from fastgen.bench.run import preset_family
 from fastgen.families import module_sites
 from fastgen.sampling.interpreter import Interpreter
-from fastgen.sampling.noise import philox_source, seed_words
+from fastgen.sampling.noise import RowKeys, philox_source, seed_rows
 
 
 def measure(batch: int, calls: int, resolution: int) -> dict[str, float]:
     family = preset_family("ddpm", resolution, "tiny")
     sites = module_sites(family.call_sites({name: net.eval() for name, net in family.build_networks().items()}))
     interpreter = Interpreter(family.program(), batch)
-    source = philox_source(seed_words(0))
+    source = philox_source(RowKeys.of(seed_rows(0, batch)))
     noise_seconds = 0.0
 
     def timed_source(op: int, draw: int, shape: tuple[int, ...]) -> torch.Tensor:

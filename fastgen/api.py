@@ -24,9 +24,9 @@ from fastgen.models import model_config_from_recipe as model_config_from_recipe
 from fastgen.models import parse_device as parse_device
 from fastgen.models import resolve_device as resolve_device
 from fastgen.outputs import NPY, PNG, RUN, TORCH_FILE, check_output, write_file
+from fastgen.sampling.noise import Row, check_rows, check_seed
 from fastgen.training import load_recipe
 from fastgen.training import train as run_training
-from fastgen.training.recipe import MAX_SEED
 
 if TYPE_CHECKING:  # imported on use: the metrics pull in datasets and feature extractors
     from fastgen.metrics.evaluation import EvalResult
@@ -59,13 +59,6 @@ def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = F
     return run_training(parsed, objective, batches, run_dir=run_dir, resume=resume)
 
 
-def check_seed(seed: int) -> int:
-    """A seed every sampler and generator takes: an integer from 0 to 2**63 - 1."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise FastgenError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
-    return seed
-
-
 def seeded_generator(seed: int) -> torch.Generator:
     """A CPU generator from a checked seed."""
     return torch.Generator().manual_seed(check_seed(seed))
@@ -78,11 +71,20 @@ def sample(model: LoadedModel | Any, n: int, *, seed: int = 0, progress: bool = 
     ``model`` is a :class:`LoadedModel` or anything with its ``family``, ``sites`` and ``device`` (a runtime bundle).
     ``first_image``: the images from that index of the seed's sequence on (chunks of a larger sample are its images).
     """
-    _check_count(model, n)
+    check_sample_count(model, n)
     check_seed(seed)
     with torch.no_grad():
         return model.family.sample(model.sites, n, seed=seed, device=model.device, progress=progress,
                                    first_image=first_image, **options)  # fmt: skip
+
+
+def sample_rows(model: LoadedModel | Any, rows: Sequence[Row], *, progress: bool = False, **options: Any) -> Tensor:
+    """One image per (seed, image index) row, in one batch: row r is image ``index`` of ``sample(model, ..., seed=seed)``
+    bit for bit, whatever else shares the batch (what a server batching many requests needs)."""
+    rows = check_rows(rows)
+    check_sample_count(model, len(rows))
+    with torch.no_grad():
+        return model.family.sample_rows(model.sites, rows, device=model.device, progress=progress, **options)
 
 
 SAMPLE_CHUNK = 256
@@ -115,7 +117,7 @@ def sample_to_npy(model: LoadedModel | Any, n: int, path: str | Path, *, seed: i
     if needed > free:
         raise FastgenError(f"{n} images of {image.channels}×{image.resolution}×{image.resolution} need {needed / 2**30:.1f} GiB "
                            f"in {path}, and its disk has {free / 2**30:.1f} GiB free; ask for fewer images")  # fmt: skip
-    _check_count(model, min(n, chunk))
+    check_sample_count(model, min(n, chunk))
     check_seed(seed)
 
     def write(staging: Path) -> None:
@@ -141,7 +143,7 @@ def sampling_bytes(model: LoadedModel | Any, n: int) -> int:
     return n * per_image
 
 
-def _check_count(model: LoadedModel | Any, n: int) -> None:
+def check_sample_count(model: LoadedModel | Any, n: int) -> None:
     """``n`` images are a positive number that fits in the memory of the model's device (lower-bound estimate)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise FastgenError(f"the number of images must be an integer ≥ 1, got {n!r}")
@@ -163,7 +165,7 @@ def sample_udpm_latents(model: LoadedModel | Any, n: int, *, seed: int = 0, inte
     from fastgen.diffusion import udpm
 
     family = _latent_family(model)
-    _check_count(model, nrow * nrow if interpolate else n)
+    check_sample_count(model, nrow * nrow if interpolate else n)
     check_seed(seed)
     if interpolate:
         corners = family.draw_latents(4, seed)

@@ -26,7 +26,7 @@ from fastgen.export import export_bundle
 from fastgen.families import build_family
 from fastgen.runtime import load_bundle
 from fastgen.sampling.interpreter import Interpreter
-from fastgen.sampling.noise import philox_source, seed_words
+from fastgen.sampling.noise import RowKeys, philox_source, seed_rows
 from fastgen.sampling.program import Call, DenoiseChain, Program
 
 FAMILIES = {  # name: (family, diffusion fields, sampler options)
@@ -96,7 +96,7 @@ def main(out: Path) -> None:
         program = Program.from_dict(data)
         seed, batch = 1000 + index, 2
         with torch.inference_mode():
-            images = Interpreter(program, batch).run(fake_sites(program), philox_source(seed_words(seed)))
+            images = Interpreter(program, batch).run(fake_sites(program), philox_source(RowKeys.of(seed_rows(seed, batch))))
         (out / f"{name}.json").write_text(json.dumps({"program": data, "seed": seed, "batch": batch}))
         images.numpy().astype("<f4").tofile(out / f"{name}.f32")
     bundle_fixture(out)

@@ -2,15 +2,15 @@
 
 :class:`ProgramRunner` binds a family's program to prepared call sites, a batch size and a device, with the noise
 seed held in a device tensor; :class:`GraphSampler` captures one :meth:`ProgramRunner.run` in a CUDA graph. The
-noise is the program's Philox contract computed by tensor ops that read the seed tensor, so a replay after
-:meth:`GraphSampler.replay` writes a new seed into it is that seed's sample — the same images as the eager
+noise is the program's Philox contract computed by tensor ops that read per-row key tensors, so a replay after
+:meth:`GraphSampler.replay` writes a new seed (or new (seed, image index) rows) into them is that seed's sample — the same images as the eager
 ``family.sample(..., seed=seed)`` (bit for bit with the reference steps in fp32; to float32 rounding with the
 fused kernels, which read the graph's noise tensors).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,7 +20,7 @@ from fastgen.accel.sites import as_sites, prepare_sites, resolve_precision
 from fastgen.errors import FastgenError
 from fastgen.families import Family
 from fastgen.sampling.interpreter import Interpreter, random_seed, use_fused
-from fastgen.sampling.noise import philox_source, seed_words
+from fastgen.sampling.noise import Row, RowKeys, philox_source, seed_rows
 
 
 def cuda_device(device: torch.device | str) -> torch.device:
@@ -57,7 +57,7 @@ class ProgramRunner:
         sites = as_sites(family, sites_or_networks)
         self.sites = prepare_sites(sites, self.device, self.precision, channels_last=channels_last, compile=compile)
         self.max_calls = max_calls
-        self._key = seed_words(0, self.device)
+        self._keys = RowKeys(batch_size, self.device)
 
     @property
     def batch_size(self) -> int:
@@ -79,12 +79,16 @@ class ProgramRunner:
         return self.interpreter.fused
 
     def reseed(self, seed: int | None) -> None:
-        """Write ``seed`` (None: a fresh one) into the seed tensor the runs read."""
-        self._key.copy_(seed_words(random_seed() if seed is None else seed))
+        """Rows 0 … B-1 of ``seed`` (None: a fresh one) into the noise keys the runs read."""
+        self.set_rows(seed_rows(random_seed() if seed is None else seed, self.batch_size))
+
+    def set_rows(self, rows: Sequence[Row]) -> None:
+        """Per-row (seed, image index) keys into the noise keys the runs read: row r becomes that seed's image."""
+        self._keys.fill(rows)
 
     def run(self) -> Tensor:
-        """One sample [B, C, H, W] with the current seed (no host copies, no reads back: capturable)."""
-        return self.interpreter.run(self.sites, philox_source(self._key), max_calls=self.max_calls)
+        """One sample [B, C, H, W] with the current rows (no host copies, no reads back: capturable)."""
+        return self.interpreter.run(self.sites, philox_source(self._keys), max_calls=self.max_calls)
 
 
 class GraphSampler(ProgramRunner):
@@ -121,13 +125,18 @@ class GraphSampler(ProgramRunner):
                 raise FastgenError(
                     f"the {self.family.name} sampler could not be captured in a CUDA graph: {error}") from error
 
-    def replay(self, seed: int | None = None) -> Tensor:
-        """Run the graph once with ``seed`` (None: a fresh one) and return its static output buffer (overwritten
-        by the next replay)."""
-        self.reseed(seed)
+    def replay(self, seed: int | None = None, *, rows: Sequence[Row] | None = None) -> Tensor:
+        """Run the graph once with ``seed`` (None: a fresh one) or per-row (seed, image index) ``rows`` and return its
+        static output buffer (overwritten by the next replay)."""
+        if rows is None:
+            self.reseed(seed)
+        elif seed is not None:
+            raise FastgenError("give a seed or rows, not both")
+        else:
+            self.set_rows(rows)
         self._graph.replay()
         return self.output
 
-    def sample(self, seed: int | None = None) -> Tensor:
+    def sample(self, seed: int | None = None, *, rows: Sequence[Row] | None = None) -> Tensor:
         """``batch_size`` images [B, C, H, W] (float32, a copy the next replay leaves alone)."""
-        return self.replay(seed).clone()
+        return self.replay(seed, rows=rows).clone()

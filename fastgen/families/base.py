@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -23,6 +23,7 @@ from fastgen.errors import FastgenError
 from fastgen.nets.config import NetConfig
 from fastgen.nets.registry import build_network, config_from_dict
 from fastgen.sampling import interpreter
+from fastgen.sampling.noise import Row, seed_rows
 from fastgen.sampling.program import Program
 from fastgen.training.loop import Objective
 
@@ -153,14 +154,20 @@ class Family(ABC):
     def program(self, **options: Any) -> Program:
         """The sampling program of this model with the sampler ``options`` (the family's ``sampler_options``)."""
 
-    def sample(self, sites: Sites, batch_size: int, *, seed: int | None = None, device: torch.device | str = "cpu",
-               progress: bool = False, first_image: int = 0, draws: interpreter.Draws | None = None,
-               **options: Any) -> Tensor:  # fmt: skip
-        """Images [B, C, H, W] in [-1, 1] from the call sites: the program of ``options`` run eagerly with the noise
-        of ``seed`` (export/PROGRAM.md's contract; None: a fresh seed), starting at image ``first_image`` of the
-        seed's sequence (a later chunk of a larger sample); ``draws``: explicit noise for some of its draws."""
-        return interpreter.sample(self.sampling_program(**options), sites, batch_size, seed=seed, draws=draws,
-                                  device=device, progress=progress, first_image=first_image)  # fmt: skip
+    def sample(self, sites: Sites, batch_size: int, *, seed: int | None = None, first_image: int = 0,
+               **arguments: Any) -> Tensor:  # fmt: skip
+        """Images [B, C, H, W] in [-1, 1] from the call sites with the noise of ``seed`` (export/PROGRAM.md's
+        contract; None: a fresh seed), starting at image ``first_image`` of the seed's sequence (a later chunk of a
+        larger sample); ``arguments`` as :meth:`sample_rows`."""
+        seed = interpreter.random_seed() if seed is None else seed
+        return self.sample_rows(sites, seed_rows(seed, batch_size, first_image), **arguments)
+
+    def sample_rows(self, sites: Sites, rows: Sequence[Row], *, device: torch.device | str = "cpu",
+                    progress: bool = False, draws: interpreter.Draws | None = None, **options: Any) -> Tensor:  # fmt: skip
+        """One image per (seed, image index) row, each that seed's image whatever else shares the batch: the program
+        of ``options`` run eagerly; ``draws``: explicit noise for some of its draws."""
+        return interpreter.sample_rows(self.sampling_program(**options), sites, rows, draws=draws, device=device,
+                                       progress=progress)  # fmt: skip
 
     def sampling_program(self, **options: Any) -> Program:
         """The program that samples with ``options``: the stored one (a bundle's) for the defaults, else built."""

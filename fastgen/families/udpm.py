@@ -22,7 +22,7 @@ from fastgen.families.presets import network_table, unet_preset
 from fastgen.nets import DiscriminatorConfig, LevelNetworksConfig, tiny_discriminator, udpm_paper_discriminator_64
 from fastgen.nets.config import NetConfig
 from fastgen.sampling.interpreter import Draws
-from fastgen.sampling.noise import philox_source, seed_words
+from fastgen.sampling.noise import RowKeys, philox_source, seed_rows
 from fastgen.sampling.program import Call, Noise, Program, SpectralFilter, UDPMMatheron, UDPMPosterior
 from fastgen.training.distributed import Batch
 
@@ -163,7 +163,7 @@ class UDPMFamily(Family):
         seed's images bit for bit. The level-1 maps, which the program never draws, are the contract's normals at
         their place too (white, so edits treat them like the others; they change no image)."""
         program = self.sampling_program()
-        noise = philox_source(seed_words(seed), torch.float32)
+        noise = philox_source(RowKeys.of(seed_rows(seed, batch_size)), torch.float32)
         maps = [noise(slot.op, slot.draw, (batch_size, *program.buffers[slot.buffer])) for slot in self._latent_slots(program)]
         return udpm.UDPMLatents.from_maps(maps, self.schedule.levels)
 

@@ -10,7 +10,7 @@ as the torch references of :mod:`fastgen.diffusion`, or as the fused kernels of 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -21,7 +21,7 @@ from fastgen.diffusion import blur, pddpm, udpm
 from fastgen.diffusion.ddpm import AffineStepConstants
 from fastgen.errors import FastgenError
 from fastgen.progress import progress_bar
-from fastgen.sampling.noise import NoiseSource, philox_source, seed_words
+from fastgen.sampling.noise import NoiseSource, Row, RowKeys, check_rows, philox_source, seed_rows
 from fastgen.sampling.program import (
     AffineSteps,
     BlurSteps,
@@ -306,15 +306,24 @@ class _ExplicitNoise:
             raise FastgenError(f"explicit draws {unused} (op index, draw) are not draws this program makes")
 
 
-def sample(program: Program, sites: Sites, batch_size: int, *, seed: int | None = None, draws: Draws | None = None,
-           device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, progress: bool = False,
-           first_image: int = 0) -> Tensor:  # fmt: skip
-    """Run ``program`` eagerly with the Philox noise of ``seed`` (the contract of export/PROGRAM.md): images
-    ``first_image`` … ``first_image + batch_size - 1`` of that seed's sequence. ``draws`` replace the seed's noise
-    where they are given (e.g. UDPM latents)."""
-    interpreter = Interpreter(program, batch_size, device, dtype)
-    key = seed_words(random_seed() if seed is None else seed, interpreter.device)
-    noise = philox_source(key, dtype, first_image)
+def sample(program: Program, sites: Sites, batch_size: int, *, seed: int | None = None, first_image: int = 0,
+           **arguments: Any) -> Tensor:  # fmt: skip
+    """Run ``program`` eagerly with the Philox noise of ``seed`` (the contract of export/PROGRAM.md; None: a fresh
+    seed): images ``first_image`` … ``first_image + batch_size - 1`` of that seed's sequence. ``arguments`` as
+    :func:`sample_rows`."""
+    return sample_rows(program, sites, seed_rows(random_seed() if seed is None else seed, batch_size, first_image),
+                       **arguments)  # fmt: skip
+
+
+def sample_rows(program: Program, sites: Sites, rows: Sequence[Row], *, draws: Draws | None = None,
+                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                progress: bool = False) -> Tensor:  # fmt: skip
+    """Run ``program`` eagerly for a batch of ``rows``: row r is image ``index`` of seed ``seed`` for its (seed,
+    index) — the same image as in that seed's own sample, whatever else shares the batch. ``draws`` replace the
+    rows' noise where they are given (e.g. UDPM latents)."""
+    rows = check_rows(rows)
+    interpreter = Interpreter(program, len(rows), device, dtype)
+    noise = philox_source(RowKeys.of(rows, interpreter.device), dtype)
     explicit = _ExplicitNoise(draws, noise) if draws else None
     with torch.inference_mode():
         images = interpreter.run(sites, explicit or noise, progress=progress)
