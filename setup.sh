@@ -3,7 +3,7 @@
 #   1. Debian data packages (Fashion-MNIST) when run as root on Debian/Ubuntu;
 #   2. torch: the pinned CPU build on machines without an NVIDIA GPU (an unpinned `torch` would pull a
 #      multi-GB CUDA build), the default CUDA build where `nvidia-smi` works;
-#   3. fastgen itself, editable, with the extras for this machine (cpu or gpu) and the test tools;
+#   3. fastgen itself, editable, with the extras for this machine (cpu or gpu), Ray (serve) and the test tools;
 #   4. what the C++ kit (export/) builds with: compilers and libraries from this Debian (as root), and ONNX
 #      Runtime's C/C++ headers unpacked from a newer Debian suite's libonnxruntime-dev into .deps/ (its library
 #      comes from the onnxruntime wheel of step 3, loaded at run time); where nvcc is found, cuFFT's headers from
@@ -98,10 +98,10 @@ PYTHON
 fi
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    extras="gpu,dev"
+    extras="gpu,serve,dev"
     $PY -c "import torch" 2>/dev/null || $PY -m pip install -q torch
 else
-    extras="cpu,dev"
+    extras="cpu,serve,dev"
     $PY -c "import torch" 2>/dev/null || $PY -m pip install -q "$CPU_TORCH"
 fi
 

@@ -100,6 +100,7 @@ CLIP_X0_OPTION = typer.Option(False, "--clip-x0", help="DDPM/PDDPM: clamp each s
 T_F_OPTION = typer.Option(None, "--t-f", min=1, help="PDDPM: steps of the full reverse at the coarsest resolution.")
 T_S_OPTION = typer.Option(None, "--t-s", min=1, help="PDDPM: steps of the scaled schedule at the finer resolutions.")
 DT_S_OPTION = typer.Option(None, "--dt-s", help="PDDPM: CCDF restart point as a fraction of T_s (0 < dt_s ≤ 1).")
+ADDRESS_OPTION = typer.Option(None, "--address", help="Ray cluster to join: auto (the one `ray start` made here) or HOST:PORT of its head; default: start a local one.")
 
 
 def sampler_options(sampler: str | None, steps: int | None, eta: float | None, clip_x0: bool, t_f: int | None,
@@ -132,9 +133,15 @@ def sample(
     swap: list[str] = typer.Option([], "--swap", help="UDPM: FILE:LEVEL (repeatable): per image a row [it, it with FILE's map at LEVEL, FILE's image with its map, FILE's image] (paper Fig. 10); FILE from --save-latents, same batch size."),
     backend: str | None = BACKEND_OPTION,
     zoom: int = typer.Option(0, "--zoom", min=0, help="Enlarge each image by this factor in the grid (0: enough for ≥ 64 px)."),
+    ray: bool = typer.Option(False, "--ray", help="Sample on Ray (Data): --out is a folder of shard-<first>.npy files written by a pool of samplers; the same command again resumes (finished shards are skipped)."),
+    address: str | None = ADDRESS_OPTION,
+    shard: int = typer.Option(256, "--shard", min=1, help="With --ray: images per shard."),
+    actors: int | None = typer.Option(None, "--actors", min=1, help="With --ray: samplers in the pool (default: one per GPU, else one per CPU less one)."),
+    png: bool = typer.Option(False, "--png", help="With --ray: also a PNG per image, in a folder beside each shard."),
 ) -> None:
     """Sample a trained model (checkpoint, run directory or exported bundle) to a PNG grid. The same seed gives
-    the same images from a checkpoint and from its bundle. Options a family does not have are an error."""
+    the same images from a checkpoint and from its bundle. Options a family does not have are an error. With --ray
+    a large sample is written as shards by a Ray cluster (local, or --address): their union is the same images."""
     import torch
 
     from fastgen import api
@@ -142,6 +149,17 @@ def sample(
     from fastgen.outputs import NPY, PNG, TORCH_FILE, check_output
     from fastgen.runtime import load_for_sampling
 
+    if ray:
+        stray = [name for name, given in (("--interpolate", interpolate), ("--save-latents", save_latents), ("--latents", latents_file),
+                                          ("--perturb", perturb), ("--swap", swap)) if given]  # fmt: skip
+        if stray:
+            raise FastgenError(f"{', '.join(stray)} do not combine with --ray, which writes a seed's images as shards")
+        _sample_on_ray(checkpoint, n, seed, out, address, shard, actors, png, backend, device,
+                       sampler_options(sampler, steps, eta, clip_x0, t_f, t_s, dt_s))  # fmt: skip
+        return
+    stray = [name for name, given in (("--address", address), ("--actors", actors), ("--png", png)) if given]
+    if stray:
+        raise FastgenError(f"{', '.join(stray)} only apply with --ray")
     check_output(out, NPY if out.suffix == ".npy" else PNG, inputs=[checkpoint])  # before any work: a bad path must not cost a whole sample
     if save_latents is not None:
         check_output(save_latents, TORCH_FILE, inputs=[checkpoint])
@@ -184,6 +202,16 @@ def sample(
         return
     _save_grid(images, out, nrow=nrow, zoom=zoom)
     _say(f"{images.shape[0]} images → {out}")
+
+
+def _sample_on_ray(source: Path, n: int, seed: int, out: Path, address: str | None, shard: int, actors: int | None,
+                   png: bool, backend: str | None, device: str, options: dict[str, Any]) -> None:  # fmt: skip
+    from fastgen.serve.shards import sample_shards
+
+    report = sample_shards(source, n, out, seed=seed, shard_size=shard, png=png, address=address, actors=actors,
+                           backend=backend, device=device, **options)  # fmt: skip
+    done = f"{report.written} shard(s) written ({report.images} images, {report.images_per_second:.1f} img/s on {len(report.nodes)} node(s))"
+    _say(f"{done}, {report.skipped} already there → {report.folder}")
 
 
 def _save_grid(images: Any, out: Path, *, nrow: int, zoom: int) -> None:
@@ -301,6 +329,37 @@ def export(
     export_command(checkpoint, out, precision=precision, batch=batch.replace(":", ","), opset=opset, trt=trt, flavour=flavour,
                    opt_level=opt_level, timing_cache=timing_cache, compute_capability=compute_capability, check=check,
                    force=force, weights=weights, console=console)  # fmt: skip
+
+
+@app.command()
+def serve(
+    source: Path = SOURCE_ARGUMENT,
+    replicas: int = typer.Option(1, "--replicas", min=1, help="Model replicas (Ray Serve spreads requests over them; one GPU each where the cluster has GPUs)."),
+    max_batch: int = typer.Option(16, "--max-batch", min=1, help="Most images one batch packs (and one request may ask for)."),
+    batch_wait_ms: float = typer.Option(10.0, "--batch-wait-ms", min=0, help="How long a replica waits for more requests to fill a batch."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address the HTTP server listens on."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port of the HTTP server."),
+    address: str | None = ADDRESS_OPTION,
+    cpus: float = typer.Option(1.0, "--cpus-per-replica", min=0, help="CPUs Ray reserves per replica (and torch threads, rounded down)."),
+    backend: str | None = BACKEND_OPTION,
+    device: str = DEVICE_OPTION,
+) -> None:
+    """Serve a model over HTTP on Ray Serve until Ctrl-C: POST /generate {"n": 4, "seed": 7, "format": "png"|"npy",
+    "options": {...}} returns the images `fastgen sample --seed 7` gives (a zip of PNGs or one float32 .npy),
+    whatever else they were batched with; GET /health; GET /info (family, shape, precision, sampler options, batch
+    sizes reached). Concurrent requests are packed into batches of up to --max-batch images per replica. Bad
+    requests get a 4xx with a one-line JSON error. Needs Ray: pip install 'fastgen\\[serve]'."""
+    from fastgen.serve.cluster import require_ray
+
+    require_ray()
+    from fastgen.serve.deployment import ServeSettings, serve_forever, start
+
+    settings = ServeSettings(str(source), replicas=replicas, max_batch=max_batch, batch_wait_ms=batch_wait_ms, backend=backend,
+                             device=device, cpus_per_replica=cpus)  # fmt: skip
+    server = start(settings, host=host, port=port, address=address)
+    _say(f"serving {source} at {server.url} ({replicas} replica(s), batches of ≤ {max_batch}); Ctrl-C stops")
+    _say(f"  curl -X POST {server.url}/generate -d '{{\"n\": 4, \"seed\": 0, \"format\": \"png\"}}' -o images.zip")
+    serve_forever(server)
 
 
 def _pair(text: str, form: str, tail_type: type = str) -> tuple[str, Any]:

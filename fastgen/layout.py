@@ -3,6 +3,7 @@
     RUN_DIR/                    recipe.json, log.jsonl, losses.png, checkpoints/
         checkpoints/            latest + one step_NNNNNN/ per saved step (config.json, *.safetensors, *.pt, sha256.json)
     BUNDLE/                     manifest.json + one graph (and engine) per call site
+    SHARDS/                     shards.json + shard-<first image>.npy (+ PNGs) per shard (``fastgen sample --ray``)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ LOG_FILE = "log.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
+SHARDS_FILE = "shards.json"
 RUN_FILES = (RECIPE_FILE, LOG_FILE, CHECKPOINTS_DIR)  # what a run cannot lose (losses.png is redrawn from the log)
 
 

@@ -65,6 +65,7 @@ BUNDLE = OutputKind("bundle", True, layout.is_bundle)
 RUN = OutputKind("run directory", True, layout.is_run)
 TIMING_CACHE = OutputKind("TensorRT timing cache", False, Path.is_file)  # opaque bytes: any file TensorRT may reread
 PROFILES = OutputKind("folder of profile tables", True, _holds_only(".txt"))
+SHARDS = OutputKind("folder of sample shards", True, lambda path: (path / layout.SHARDS_FILE).is_file())
 
 
 def check_output(path: str | Path, kind: OutputKind, *, overwrite: bool | None = None, inputs: Iterable[str | Path] = ()) -> Path:
