@@ -352,14 +352,15 @@ def serve(
     from fastgen.serve.cluster import require_ray
 
     require_ray()
-    from fastgen.serve.deployment import ServeSettings, serve_forever, start
+    from fastgen.serve.deployment import ServeSettings, serve_until_stopped
+
+    def ready(server: Any) -> None:
+        _say(f"serving {source} at {server.url} ({replicas} replica(s), batches of ≤ {max_batch}); Ctrl-C stops")
+        _say(f"  curl -X POST {server.url}/generate -d '{{\"n\": 4, \"seed\": 0, \"format\": \"png\"}}' -o images.zip")
 
     settings = ServeSettings(str(source), replicas=replicas, max_batch=max_batch, batch_wait_ms=batch_wait_ms, backend=backend,
                              device=device, cpus_per_replica=cpus)  # fmt: skip
-    server = start(settings, host=host, port=port, address=address)
-    _say(f"serving {source} at {server.url} ({replicas} replica(s), batches of ≤ {max_batch}); Ctrl-C stops")
-    _say(f"  curl -X POST {server.url}/generate -d '{{\"n\": 4, \"seed\": 0, \"format\": \"png\"}}' -o images.zip")
-    serve_forever(server)
+    serve_until_stopped(settings, on_ready=ready, host=host, port=port, address=address)
 
 
 def _pair(text: str, form: str, tail_type: type = str) -> tuple[str, Any]:

@@ -15,7 +15,7 @@ import functools
 import json
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,13 +242,20 @@ def start(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
     return Server(f"http://{host}:{port}", settings, started)
 
 
-def serve_forever(server: Server) -> None:
-    """Block until SIGINT or SIGTERM, then stop ``server``."""
+def serve_until_stopped(settings: ServeSettings, *, on_ready: Callable[[Server], None] = lambda server: None,
+                        **arguments: Any) -> None:  # fmt: skip
+    """:func:`start` (``arguments`` as there), ``on_ready(server)``, then serve until SIGINT or SIGTERM and stop.
+    The handlers go in first: a Ctrl-C while the replicas start still stops them and the Ray this started."""
     stopping = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stopping.set())
+    previous = {number: signal.signal(number, lambda *_: stopping.set()) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        stopping.wait()
+        server = start(settings, **arguments)
+        try:
+            if not stopping.is_set():
+                on_ready(server)
+            stopping.wait()
+        finally:
+            server.stop()
     finally:
-        server.stop()
-
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -10,6 +10,7 @@ Every shard is its images of the seed, so the union of the shards is ``api.sampl
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -56,10 +57,19 @@ class ShardReport:
     images: int
     seconds: float
     nodes: dict[str, int]
+    first_seconds: float = 0.0  # until the first shard was written: the pool's start-up (processes, model loads)
+    first_images: int = 0
 
     @property
     def images_per_second(self) -> float:
+        """Over the whole run, the pool's start-up included."""
         return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_images_per_second(self) -> float:
+        """After the first shard: the pool at work."""
+        later = self.seconds - self.first_seconds
+        return (self.images - self.first_images) / later if later > 0 else 0.0
 
 
 class ShardWriter:
@@ -159,6 +169,8 @@ def sample_shards(source: str | Path, n: int, folder: str | Path, *, seed: int =
     if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, int | float) or not 0 < cpus_per_actor < math.inf:
         raise FastgenError(f"cpus per actor must be a finite number > 0, got {cpus_per_actor!r}")
     check_seed(seed)
+    if Path(folder).suffix.lower() in (".npy", ".png"):
+        raise FastgenError(f"{folder}: a sample on Ray is a folder of shards; name the folder without a file suffix")
     folder = check_output(folder, SHARDS, inputs=[source])
     plan = ShardPlan(str(Path(source).resolve()), n, seed, shard_size, dict(options), png)
     check_plan(plan, folder)
@@ -177,9 +189,8 @@ def sample_shards(source: str | Path, n: int, folder: str | Path, *, seed: int =
     ray = require_ray()
     started = connect(address)
     try:
-        report.seconds, report.nodes = _run_pool(ray, plan, folder, todo, actors, cpus_per_actor, backend, device,
-                                                 progress_bar(total=sum(c for _, c in todo), desc="sampling",
-                                                              unit="img", disable=not progress))  # fmt: skip
+        bar = progress_bar(total=sum(count for _, count in todo), desc="sampling", unit="img", disable=not progress)
+        _run_pool(ray, plan, folder, todo, actors, cpus_per_actor, backend, device, bar, report)
     finally:
         disconnect(started)
     report.written, report.images = len(todo), sum(count for _, count in todo)
@@ -190,7 +201,11 @@ def sample_shards(source: str | Path, n: int, folder: str | Path, *, seed: int =
 
 
 def _run_pool(ray: Any, plan: ShardPlan, folder: Path, todo: list[tuple[int, int]], actors: int | None,
-              cpus_per_actor: float, backend: str | None, device: str, bar: Any) -> tuple[float, dict[str, int]]:  # fmt: skip
+              cpus_per_actor: float, backend: str | None, device: str, bar: Any, report: ShardReport) -> None:  # fmt: skip
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # fastgen's bar counts images; Ray Data's own lines would bury it
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     if actors is None:
@@ -206,10 +221,12 @@ def _run_pool(ray: Any, plan: ShardPlan, folder: Path, todo: list[tuple[int, int
                                "threads": max(1, int(cpus_per_actor))},  # fmt: skip
         **remote,
     )
-    nodes: dict[str, int] = {}
     start = time.perf_counter()
     with bar:
         for row in written.iter_rows():
-            nodes[str(row["node"])] = nodes.get(str(row["node"]), 0) + 1
+            node = str(row["node"])
+            report.nodes[node] = report.nodes.get(node, 0) + 1
+            if not report.first_images:
+                report.first_seconds, report.first_images = time.perf_counter() - start, int(row["count"])
             bar.update(int(row["count"]))
-    return time.perf_counter() - start, nodes
+    report.seconds = time.perf_counter() - start
