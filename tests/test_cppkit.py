@@ -88,6 +88,49 @@ def test_cpp_samples_equal_python(kit: Path, bundles: dict[str, Path], name: str
     assert (tmp_path / "cpp.png").stat().st_size > 0
 
 
+# fastgen_sample_rows of the built library, by ctypes in a process of its own (this one has ONNX Runtime's Python
+# module loaded): argv = library, bundle, output .npz; rows and each row's seed sampled alone go to the .npz.
+ROWS_SCRIPT = """
+import ctypes, sys
+import numpy as np
+from ctypes import POINTER, byref, c_char_p, c_int, c_int64, c_size_t, c_uint64, c_void_p
+class Options(ctypes.Structure):
+    _fields_ = [("provider", c_char_p), ("threads", c_int), ("device", c_int), ("verify", c_int), ("onnxruntime_library", c_char_p)]
+kit = ctypes.CDLL(sys.argv[1])
+kit.fastgen_open.argtypes = [c_char_p, POINTER(Options), POINTER(c_void_p)]
+kit.fastgen_last_error.restype = c_char_p
+kit.fastgen_image_shape.argtypes = [c_void_p, POINTER(c_int64), POINTER(c_int64), POINTER(c_int64)]
+kit.fastgen_sample.argtypes = [c_void_p, c_int64, c_uint64, c_void_p, c_size_t]
+kit.fastgen_sample_rows.argtypes = [c_void_p, c_int64, c_void_p, c_void_p, c_void_p, c_size_t]
+options, bundle, shape = Options(), c_void_p(), [c_int64() for _ in range(3)]
+kit.fastgen_options_init(byref(options))
+options.threads = 1
+def check(status):
+    assert status == 0, kit.fastgen_last_error().decode()
+check(kit.fastgen_open(sys.argv[2].encode(), byref(options), byref(bundle)))
+check(kit.fastgen_image_shape(bundle, *map(byref, shape)))
+def sample(call, n, *arguments):
+    images = np.zeros((n, *(size.value for size in shape)), np.float32)
+    check(call(bundle, n, *arguments, images.ctypes.data, images.size))
+    return images
+seeds, indices = np.array([12, 11, 12, 2**64 - 1, 11], np.uint64), np.array([2, 0, 0, 1, 3], np.uint64)
+singles = {f"seed_{seed}": sample(kit.fastgen_sample, int(indices[seeds == seed].max()) + 1, int(seed)) for seed in set(seeds.tolist())}
+np.savez(sys.argv[3], seeds=seeds, indices=indices, rows=sample(kit.fastgen_sample_rows, len(seeds), seeds.ctypes.data, indices.ctypes.data),
+         **singles)
+"""
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_sample_rows_equal_each_seeds_sample(kit: Path, bundles: dict[str, Path], name: str, tmp_path: Path) -> None:
+    """fastgen_sample_rows with mixed (seed, index) rows: each row bit-identical to its seed's own sample."""
+    result = _run(sys.executable, "-c", ROWS_SCRIPT, BUILD / "libfastgen_runtime.so", bundles[name], tmp_path / "rows.npz")
+    assert result.returncode == 0, result.stderr
+    saved = np.load(tmp_path / "rows.npz")
+    for row, (seed, index) in enumerate(zip(saved["seeds"], saved["indices"], strict=True)):
+        assert np.array_equal(saved["rows"][row], saved[f"seed_{seed}"][index]), f"{name}: row {row} (seed {seed}, image {index})"
+    assert np.abs(saved["rows"][1] - saved["rows"][2]).max() > 1e-2  # the rows differ: the comparison can fail
+
+
 def _cuda_kit() -> str | None:
     """Why the kit's GPU path cannot run here, or None when it can."""
     import onnxruntime

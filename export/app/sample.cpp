@@ -5,12 +5,16 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <climits>
+#include <cstdint>
+#include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <string>
 
+#include "arguments.hpp"
 #include "png.hpp"
 
 namespace {
@@ -35,11 +39,12 @@ const char* kUsage =
     std::exit(2);
 }
 
-long long integer(const std::string& option, const char* text) {
-    char* end = nullptr;
-    const long long value = std::strtoll(text, &end, 10);
-    if (*text == '\0' || *end != '\0') usage_error(option + " takes an integer, got '" + text + "'");
-    return value;
+// An option's unsigned integer in [smallest, largest] (arguments.hpp), or a usage error naming the range.
+std::uint64_t number(const std::string& option, const char* text, std::uint64_t smallest, std::uint64_t largest) {
+    const std::optional<std::uint64_t> value = fastgen::app::parse_unsigned(text, largest);
+    if (!value || *value < smallest)
+        usage_error(option + " takes an integer from " + std::to_string(smallest) + " to " + std::to_string(largest) + ", got '" + text + "'");
+    return *value;
 }
 
 void write_npy(const std::string& path, const std::vector<float>& images, const fastgen::ImageShape& shape, long long n) {
@@ -97,24 +102,21 @@ int main(int argc, char** argv) {
             std::cout << kUsage;
             return 0;
         } else if (argument == "--n") {
-            n = integer(argument, value());
+            n = static_cast<long long>(number(argument, value(), 1, INT64_MAX));
         } else if (argument == "--seed") {
-            const char* text = value();
-            char* end = nullptr;
-            seed = std::strtoull(text, &end, 10);
-            if (*text == '\0' || *text == '-' || *end != '\0') usage_error("--seed takes an unsigned 64-bit integer, got '" + std::string(text) + "'");
+            seed = number(argument, value(), 0, UINT64_MAX);
         } else if (argument == "--out") {
             out = value();
         } else if (argument == "--npy") {
             npy = value();
         } else if (argument == "--nrow") {
-            nrow = integer(argument, value());
+            nrow = static_cast<long long>(number(argument, value(), 1, INT64_MAX));
         } else if (argument == "--provider") {
             provider = value();
         } else if (argument == "--threads") {
-            threads = integer(argument, value());
+            threads = static_cast<long long>(number(argument, value(), 0, INT_MAX));
         } else if (argument == "--device") {
-            device = integer(argument, value());
+            device = static_cast<long long>(number(argument, value(), 0, INT_MAX));
         } else if (argument == "--no-verify") {
             verify = false;
         } else if (!argument.empty() && argument[0] == '-') {
@@ -126,8 +128,6 @@ int main(int argc, char** argv) {
         }
     }
     if (bundle_path.empty()) usage_error("give the bundle directory");
-    if (n < 1) usage_error("--n must be ≥ 1");
-    if (nrow < 1) usage_error("--nrow must be ≥ 1");
     try {
         const auto start = std::chrono::steady_clock::now();
         fastgen::Bundle bundle(bundle_path, fastgen::Options()

@@ -47,17 +47,35 @@ void require(const void* pointer, const char* what) {
     if (pointer == nullptr) argument_error(std::string(what) + " must not be NULL");
 }
 
-void sample_into(fastgen_bundle* bundle, std::int64_t n, std::uint64_t seed, float* images, std::size_t count) {
+// What every sampling call checks before any work: a bundle, n ≥ 1 and a `buffer` of `count` `unit`s for n images.
+void check_batch(const fastgen_bundle* bundle, std::int64_t n, const void* buffer, const char* name, std::size_t count, const char* unit) {
     require(bundle, "bundle");
-    require(images, "images");
+    require(buffer, name);
     if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
     const auto needed = static_cast<std::size_t>(n * bundle->session->image_elements());
     if (count < needed)
-        argument_error("the buffer holds " + std::to_string(count) + " values; " + std::to_string(n) + " images need " + std::to_string(needed));
+        argument_error("the buffer holds " + std::to_string(count) + " " + unit + "; " + std::to_string(n) + " images need " + std::to_string(needed));
+}
+
+// fastgen_sample_rows*'s rows (n already checked).
+Rows given_rows(std::int64_t n, const std::uint64_t* seeds, const std::uint64_t* indices) {
+    require(seeds, "seeds");
+    require(indices, "indices");
+    return Rows{std::vector<std::uint64_t>(seeds, seeds + n), std::vector<std::uint64_t>(indices, indices + n)};
+}
+
+void sample_floats(fastgen_bundle* bundle, const Rows& rows, float* images) {
     Progress progress;
     if (bundle->progress != nullptr)
         progress = [bundle](std::int64_t done, std::int64_t total) { bundle->progress(done, total, bundle->progress_data); };
-    bundle->session->sample(n, seed, images, progress);
+    bundle->session->sample(rows, images, progress);
+}
+
+void sample_pixels(fastgen_bundle* bundle, const Rows& rows, std::uint8_t* pixels) {
+    const std::vector<std::int64_t>& shape = output_shape(bundle->session->program);
+    bundle->images.resize(static_cast<std::size_t>(rows.size() * bundle->session->image_elements()));
+    sample_floats(bundle, rows, bundle->images.data());
+    fastgen_images_to_u8(bundle->images.data(), rows.size(), shape[0], shape[1], shape[2], pixels);
 }
 
 }  // namespace
@@ -128,22 +146,32 @@ fastgen_status fastgen_max_batch(const fastgen_bundle* bundle, int64_t* max_batc
 }
 
 fastgen_status fastgen_sample(fastgen_bundle* bundle, int64_t n, uint64_t seed, float* images, size_t count) {
-    return guarded([&] { sample_into(bundle, n, seed, images, count); });
+    return guarded([&] {
+        check_batch(bundle, n, images, "images", count, "values");
+        sample_floats(bundle, Rows::of_seed(seed, n), images);
+    });
 }
 
 fastgen_status fastgen_sample_u8(fastgen_bundle* bundle, int64_t n, uint64_t seed, uint8_t* pixels, size_t count) {
     return guarded([&] {
-        require(bundle, "bundle");
-        require(pixels, "pixels");
-        const std::vector<std::int64_t>& shape = output_shape(bundle->session->program);
-        const std::int64_t channels = shape[0], plane = shape[1] * shape[2];
-        if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
-        const auto needed = static_cast<std::size_t>(n * channels * plane);
-        if (count < needed)
-            argument_error("the buffer holds " + std::to_string(count) + " bytes; " + std::to_string(n) + " images need " + std::to_string(needed));
-        bundle->images.resize(needed);
-        sample_into(bundle, n, seed, bundle->images.data(), needed);
-        fastgen_images_to_u8(bundle->images.data(), n, channels, shape[1], shape[2], pixels);
+        check_batch(bundle, n, pixels, "pixels", count, "bytes");
+        sample_pixels(bundle, Rows::of_seed(seed, n), pixels);
+    });
+}
+
+fastgen_status fastgen_sample_rows(fastgen_bundle* bundle, int64_t n, const uint64_t* seeds, const uint64_t* indices, float* images,
+                                   size_t count) {
+    return guarded([&] {
+        check_batch(bundle, n, images, "images", count, "values");
+        sample_floats(bundle, given_rows(n, seeds, indices), images);
+    });
+}
+
+fastgen_status fastgen_sample_rows_u8(fastgen_bundle* bundle, int64_t n, const uint64_t* seeds, const uint64_t* indices, uint8_t* pixels,
+                                      size_t count) {
+    return guarded([&] {
+        check_batch(bundle, n, pixels, "pixels", count, "bytes");
+        sample_pixels(bundle, given_rows(n, seeds, indices), pixels);
     });
 }
 

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "philox.cuh"
+#include "row_noise.cuh"
 #include "steps.cuh"
 
 namespace fastgen::kit::gpu {
@@ -15,13 +16,13 @@ namespace {
 
 constexpr int kMaxTaps = kMaxGamma * kMaxGamma;
 
-__global__ void normals_kernel(const fg_u64* seed_word, fg_u64 offset, std::int64_t count, float* out) {
-    const fg_u64 seed = *seed_word;
-    for (std::int64_t g = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; 4 * g < count;
-         g += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-        float n[4];
-        fg_normal4(seed, offset, static_cast<fg_u64>(g), n);
-        for (int k = 0; k < 4 && 4 * g + k < count; ++k) out[4 * g + k] = n[k];
+// One thread per (row, counter) pair: it writes the lanes of its counter that fall inside its row.
+__global__ void normals_kernel(const fg_u64* seeds, const fg_u64* indices, std::int64_t rows, std::int64_t per_image, std::int64_t span,
+                               fg_u64 offset, float* out) {
+    FASTGEN_GRID_LOOP(pair, rows * span) {
+        const std::int64_t row = pair / span, c = pair % span;
+        const fg_u64 first = indices[row] * static_cast<fg_u64>(per_image);
+        if (c < fg_run_counters(first, per_image)) fg_run_counter(seeds[row], offset, first, per_image, c, out + row * per_image);
     }
 }
 
@@ -120,9 +121,12 @@ struct Bfloat16ToFloat {
 
 }  // namespace
 
-void draw_normals(const std::uint64_t* seed, std::uint32_t op, std::uint32_t draw, std::int64_t count, float* out, Stream stream) {
-    normals_kernel<<<blocks_for((count + 3) / 4), kThreads, 0, as_stream(stream)>>>(reinterpret_cast<const fg_u64*>(seed),
-                                                                                     (static_cast<fg_u64>(op) << 32) | draw, count, out);
+void draw_normals(const std::uint64_t* seeds, const std::uint64_t* indices, std::int64_t rows, std::int64_t per_image, std::uint32_t op,
+                  std::uint32_t draw, float* out, Stream stream) {
+    const std::int64_t span = (per_image + 6) / 4;  // the most counters a row touches: ⌈(3 + per_image) / 4⌉
+    normals_kernel<<<blocks_for(rows * span), kThreads, 0, as_stream(stream)>>>(reinterpret_cast<const fg_u64*>(seeds),
+                                                                                reinterpret_cast<const fg_u64*>(indices), rows, per_image, span,
+                                                                                (static_cast<fg_u64>(op) << 32) | draw, out);
 }
 
 void scale(const float* x, float factor, std::int64_t count, float* out, Stream stream) {

@@ -13,8 +13,11 @@ namespace fastgen::kit::gpu {
 using Stream = void*;  // cudaStream_t
 inline constexpr int kMaxGamma = 16;  // udpm_posterior's largest block side
 
-// The program's noise contract (ops.hpp's draw_normals); `seed` is one device word, so replays draw for a new seed.
-void draw_normals(const std::uint64_t* seed, std::uint32_t op, std::uint32_t draw, std::int64_t count, float* out, Stream stream);
+// The program's noise contract over a batch of rows (ops.hpp's draw_normals per row): row r's `per_image` elements
+// are elements indices[r]·per_image … of the draw under seeds[r]. `seeds` and `indices` are device arrays of `rows`
+// words, so a replayed graph draws for the rows copied in since.
+void draw_normals(const std::uint64_t* seeds, const std::uint64_t* indices, std::int64_t rows, std::int64_t per_image, std::uint32_t op,
+                  std::uint32_t draw, float* out, Stream stream);
 void scale(const float* x, float factor, std::int64_t count, float* out, Stream stream);
 void fill(float value, std::int64_t count, float* out, Stream stream);
 // float32 ↔ a site's tensor type ("float16", "bfloat16", "int64", "int32"), as the host path converts (onnxruntime.cpp):

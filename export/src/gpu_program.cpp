@@ -54,8 +54,8 @@ struct GpuProgram::Workspace {
 // so every sample of a batch size meets the same runs of kernels in the same order.
 class GpuProgram::Run {
 public:
-    Run(GpuProgram& owner, Workspace& workspace, std::int64_t batch, std::uint64_t seed, const Progress& progress)
-        : owner_(owner), program_(owner.program_), workspace_(workspace), batch_(batch), seed_(seed), progress_(progress),
+    Run(GpuProgram& owner, Workspace& workspace, const Rows& rows, const Progress& progress)
+        : owner_(owner), program_(owner.program_), workspace_(workspace), batch_(rows.size()), rows_(rows), progress_(progress),
           total_calls_(site_calls(owner.program_)),
           mode_(workspace.samples == 0 ? Mode::eager : workspace.samples == 1 ? Mode::capture : Mode::replay) {}
 
@@ -69,8 +69,12 @@ public:
     }
 
     void execute(float* out) {
-        seed_word_ = static_cast<std::uint64_t*>(workspace_.get("seed", sizeof(std::uint64_t)));
-        check_cuda(cudaMemcpyAsync(seed_word_, &seed_, sizeof(seed_), cudaMemcpyHostToDevice, stream()), "copy of the seed");
+        // The rows' keys go to the same device words every sample, outside the graphs, which read them there.
+        const std::size_t words = static_cast<std::size_t>(batch_) * sizeof(std::uint64_t);
+        seeds_ = static_cast<std::uint64_t*>(workspace_.get("seeds", words));
+        indices_ = static_cast<std::uint64_t*>(workspace_.get("indices", words));
+        check_cuda(cudaMemcpyAsync(seeds_, rows_.seeds.data(), words, cudaMemcpyHostToDevice, stream()), "copy of the seeds");
+        check_cuda(cudaMemcpyAsync(indices_, rows_.indices.data(), words, cudaMemcpyHostToDevice, stream()), "copy of the image indices");
         for (std::size_t k = 0; k < program_.ops.size(); ++k) {
             op_ = static_cast<std::uint32_t>(k);
             std::visit([this](const auto& op) { execute(op); }, program_.ops[k]);
@@ -134,10 +138,13 @@ private:
     std::string scratch(const std::string& what) const { return "op " + std::to_string(op_) + " " + what; }
     // Draw `index` of this op, shaped as buffer `like`, into the op's scratch `name`.
     const float* draw(std::uint32_t index, const std::string& like, const std::string& name = "noise") {
-        const std::int64_t n = count(like);
-        float* z = floats(scratch(name), n);
-        kernels([&] { gpu::draw_normals(seed_word_, op_, index, n, z, stream()); });
+        float* z = floats(scratch(name), count(like));
+        kernels([&] { draw_into(index, like, z); });
         return z;
+    }
+    // Enqueues draw `index` of this op shaped as buffer `like` into `out` (inside a kernels() run).
+    void draw_into(std::uint32_t index, const std::string& like, float* out) {
+        gpu::draw_normals(seeds_, indices_, batch_, elements(program_.buffers.at(like)), op_, index, out, stream());
     }
     void called() {
         if (progress_) progress_(++calls_, total_calls_);
@@ -176,7 +183,7 @@ private:
         float* out = buffer(op.out);
         const std::int64_t n = count(op.out);
         kernels([&] {
-            gpu::draw_normals(seed_word_, op_, 0, n, out, stream());
+            draw_into(0, op.out, out);
             if (op.filter) gpu::spectral_filter(cache(), scratch("constants"), op.filter->basis, op.filter->values, shape(op.out), out);
             if (op.scale != 1.0) gpu::scale(out, static_cast<float>(op.scale), n, out, stream());
         });
@@ -242,11 +249,11 @@ private:
     const Program& program_;
     Workspace& workspace_;
     std::int64_t batch_;
-    std::uint64_t seed_;
+    const Rows& rows_;
     const Progress& progress_;
     std::int64_t total_calls_, calls_ = 0;
     Mode mode_;
-    std::uint64_t* seed_word_ = nullptr;
+    std::uint64_t *seeds_ = nullptr, *indices_ = nullptr;  // device words: the rows' keys
     std::uint32_t op_ = 0;
     bool segment_open_ = false, finished_ = false;
     std::size_t next_graph_ = 0;
@@ -271,12 +278,13 @@ GpuProgram::~GpuProgram() {
     cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 }
 
-void GpuProgram::run(std::int64_t batch, std::uint64_t seed, float* out, const Progress& progress) {
+void GpuProgram::run(const Rows& rows, float* out, const Progress& progress) {
+    check_rows(program_, rows);
     std::lock_guard<std::mutex> lock(running_);
     check_cuda(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
-    std::unique_ptr<Workspace>& workspace = workspaces_[batch];
+    std::unique_ptr<Workspace>& workspace = workspaces_[rows.size()];
     if (!workspace) workspace = std::make_unique<Workspace>(stream_);
-    Run(*this, *workspace, batch, seed, progress).execute(out);
+    Run(*this, *workspace, rows, progress).execute(out);
 }
 
 }  // namespace fastgen::kit

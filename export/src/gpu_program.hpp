@@ -2,7 +2,8 @@
 // device memory, sites read and write it through ONNX Runtime's IO binding, the step ops are gpu_ops.cu's kernels,
 // the spectral ops (filtered noise, udpm_matheron, blur chains) are gpu_fft.cpp's float64 cuFFT transforms around
 // gpu_spectral.cu's kernels, and the noise is drawn on the device under the program's Philox contract; nothing
-// passes through the host but the seed (one word in) and the images (one copy to the caller at the end).
+// passes through the host but the rows' keys (a seed and an image index per row, in) and the images (one copy to
+// the caller at the end).
 //
 // CUDA graphs: per batch size, the first sample runs eagerly (it allocates the buffers and makes the cuFFT plans,
 // bound to the program's stream), the second captures each run of step ops and transforms between two network calls
@@ -42,8 +43,8 @@ public:
     GpuProgram(const GpuProgram&) = delete;
     GpuProgram& operator=(const GpuProgram&) = delete;
 
-    // As run_program: `batch` images for `seed` into the host buffer `out`. One sample at a time per GpuProgram.
-    void run(std::int64_t batch, std::uint64_t seed, float* out, const Progress& progress);
+    // As run_program: the images of `rows` into the host buffer `out`. One sample at a time per GpuProgram.
+    void run(const Rows& rows, float* out, const Progress& progress);
 
 private:
     struct Workspace;

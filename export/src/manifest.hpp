@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -54,9 +55,20 @@ struct Manifest {
     std::string path_of(const std::string& file) const { return directory + "/" + file; }
 };
 
+// The one JSON reader of the kit (fastgen/schema.py's load_json: the same limits and messages): refuses text larger
+// than kMaxJsonBytes or nesting deeper than kMaxJsonDepth before parsing, so nothing recursive meets it; `what` names
+// it in messages. Returns a discarded value for text that is not JSON (the caller says what that means).
+inline constexpr int kMaxJsonDepth = 64;
+inline constexpr std::size_t kMaxJsonBytes = std::size_t{256} << 20;
+nlohmann::json parse_json(const std::string& text, const std::string& what);
+// The enums a manifest may hold (fastgen/export/manifest.py's ENUMS); int8: QDQ-quantised graphs, float32 in and out.
+inline const std::vector<std::string> kPrecisions{"fp32", "fp16", "bf16", "int8"}, kFlavours{"tensorrt", "tensorrt_rtx"},
+    kDtypes{"float32", "float16", "bfloat16"};
+
 // Parses manifest JSON text of the bundle `directory` (`source` names it in messages).
 Manifest parse_manifest(const std::string& directory, const std::string& source, const std::string& text);
-// Reads DIRECTORY/manifest.json; with `verify`, every listed file must be a plain file of the bundle with its SHA-256.
+// Reads DIRECTORY/manifest.json. Every file it names or lists must be a plain file of the bundle, with or without
+// `verify`; `verify` adds the SHA-256 of each (verify_files).
 Manifest read_manifest(const std::string& directory, bool verify = true);
 void verify_files(const Manifest& manifest);
 // Engines take only the batch sizes of their optimisation profile (fastgen.runtime.check_site_inputs's refusal):

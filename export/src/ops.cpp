@@ -3,6 +3,8 @@
 #include <philox.cuh>
 #include <steps.cuh>
 
+#include "row_noise.cuh"
+
 #include <cmath>
 
 #include "error.hpp"
@@ -15,13 +17,9 @@ std::int64_t spectrum_columns(const std::string& basis, std::int64_t width) { re
 
 }  // namespace
 
-void draw_normals(std::uint64_t seed, std::uint32_t op, std::uint32_t draw, std::int64_t count, float* out) {
+void draw_normals(std::uint64_t seed, std::uint32_t op, std::uint32_t draw, std::uint64_t first, std::int64_t count, float* out) {
     const fg_u64 offset = (static_cast<fg_u64>(op) << 32) | draw;
-    for (std::int64_t group = 0; 4 * group < count; ++group) {
-        float normals[4];
-        fg_normal4(seed, offset, static_cast<fg_u64>(group), normals);
-        for (std::int64_t k = 0; k < 4 && 4 * group + k < count; ++k) out[4 * group + k] = normals[k];
-    }
+    for (long long c = 0; c < fg_run_counters(first, count); ++c) fg_run_counter(seed, offset, first, count, c, out);
 }
 
 void spectral_filter(const std::string& basis, const std::vector<double>& values, const Shape4& shape, float* x) {

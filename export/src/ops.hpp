@@ -15,8 +15,9 @@ struct Shape4 {
     std::int64_t count() const { return planes() * plane(); }
 };
 
-// `count` normals of draw `draw` of op `op` (the noise contract: element e = normal e & 3 of counter e >> 2).
-void draw_normals(std::uint64_t seed, std::uint32_t op, std::uint32_t draw, std::int64_t count, float* out);
+// Elements first … first + count − 1 of draw `draw` of op `op` under `seed` (the noise contract: element e = normal
+// e & 3 of counter e >> 2); a batch row for image i of P elements per image starts at first = i·P.
+void draw_normals(std::uint64_t seed, std::uint32_t op, std::uint32_t draw, std::uint64_t first, std::int64_t count, float* out);
 
 // x ← U diag(values) Uᵀ x per plane; basis "fourier" (values [H][W/2+1]) or "dct" (values [H][W]).
 void spectral_filter(const std::string& basis, const std::vector<double>& values, const Shape4& shape, float* x);

@@ -1,5 +1,8 @@
 #include "program.hpp"
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <set>
 
 #include "error.hpp"
@@ -322,8 +325,8 @@ namespace {
 
 class Interpreter {
 public:
-    Interpreter(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, const Progress& progress)
-        : program_(program), sites_(sites), batch_(batch), seed_(seed), progress_(progress), total_calls_(site_calls(program)) {}
+    Interpreter(const Program& program, const Sites& sites, const Rows& rows, const Progress& progress)
+        : program_(program), sites_(sites), batch_(rows.size()), rows_(rows), progress_(progress), total_calls_(site_calls(program)) {}
 
     void run(float* out) {
         for (std::size_t k = 0; k < program_.ops.size(); ++k) {
@@ -345,9 +348,12 @@ private:
         data.resize(static_cast<std::size_t>(count(name)));
         return data;
     }
+    // Draw `index` of this op shaped as buffer `like`, each row from its own (seed, image index).
     std::vector<float> draw(std::uint32_t index, const std::string& like) {
+        const std::int64_t per_image = elements(program_.buffers.at(like));
         std::vector<float> z(static_cast<std::size_t>(count(like)));
-        draw_normals(seed_, op_, index, static_cast<std::int64_t>(z.size()), z.data());
+        for (std::int64_t r = 0; r < batch_; ++r)
+            draw_normals(rows_.seeds[r], op_, index, rows_.indices[r] * static_cast<std::uint64_t>(per_image), per_image, z.data() + r * per_image);
         return z;
     }
 
@@ -414,7 +420,7 @@ private:
     const Program& program_;
     const Sites& sites_;
     std::int64_t batch_;
-    std::uint64_t seed_;
+    const Rows& rows_;
     const Progress& progress_;
     std::int64_t total_calls_, calls_ = 0;
     std::uint32_t op_ = 0;
@@ -423,9 +429,30 @@ private:
 
 }  // namespace
 
-void run_program(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, float* out,
-                 const Progress& progress) {
-    Interpreter(program, sites, batch, seed, progress).run(out);
+Rows Rows::of_seed(std::uint64_t seed, std::int64_t n) {
+    Rows rows{std::vector<std::uint64_t>(static_cast<std::size_t>(n), seed), std::vector<std::uint64_t>(static_cast<std::size_t>(n))};
+    for (std::size_t i = 0; i < rows.indices.size(); ++i) rows.indices[i] = i;
+    return rows;
+}
+
+void check_rows(const Program& program, const Rows& rows) {
+    if (rows.seeds.size() != rows.indices.size())
+        argument_error("the rows have " + std::to_string(rows.seeds.size()) + " seeds but " + std::to_string(rows.indices.size()) + " image indices");
+    if (rows.seeds.empty()) argument_error("the number of images must be ≥ 1, got 0");
+    // Every draw is shaped as one of the program's buffers, so the largest buffer bounds P.
+    std::uint64_t per_image = 1;
+    for (const auto& entry : program.buffers) per_image = std::max(per_image, static_cast<std::uint64_t>(elements(entry.second)));
+    const std::uint64_t largest = (UINT64_MAX - (per_image - 1)) / per_image;  // the last element i·P + P − 1 fits
+    for (std::size_t r = 0; r < rows.indices.size(); ++r)
+        if (rows.indices[r] > largest)
+            argument_error("row " + std::to_string(r) + ": image index " + std::to_string(rows.indices[r]) + " is too large: its noise elements (index × " +
+                           std::to_string(per_image) + " per image) overflow 64 bits; the largest image index this program takes is " +
+                           std::to_string(largest));
+}
+
+void run_program(const Program& program, const Sites& sites, const Rows& rows, float* out, const Progress& progress) {
+    check_rows(program, rows);
+    Interpreter(program, sites, rows, progress).run(out);
 }
 
 std::int64_t site_calls(const Program& program) {

@@ -80,9 +80,20 @@ Program parse_program(const nlohmann::json& data, const std::string& source, con
 // Called after each network call with (calls made, calls in the whole program).
 using Progress = std::function<void(std::int64_t done, std::int64_t total)>;
 
-// Runs `program` for `batch` images and `seed`; writes the output buffer [B, C, H, W] to `out`.
-void run_program(const Program& program, const Sites& sites, std::int64_t batch, std::uint64_t seed, float* out,
-                 const Progress& progress = {});
+// A batch's rows: row r is image indices[r] of seed seeds[r]'s sequence, the same image whatever else is in the
+// batch (the noise contract keys each row on its own). One seed's n images are the rows (seed, 0 … n − 1).
+struct Rows {
+    std::vector<std::uint64_t> seeds, indices;
+    std::int64_t size() const { return static_cast<std::int64_t>(seeds.size()); }
+    static Rows of_seed(std::uint64_t seed, std::int64_t n);
+};
+
+// Refuses (Failure ARGUMENT) rows the program cannot key: a seeds/indices length mismatch, no rows, or an index i
+// whose elements i·P … i·P + P − 1 leave 64 bits for the program's largest draw of P elements per image.
+void check_rows(const Program& program, const Rows& rows);
+
+// Runs `program` for `rows` (checked by check_rows); writes the output buffer [B, C, H, W] to `out`.
+void run_program(const Program& program, const Sites& sites, const Rows& rows, float* out, const Progress& progress = {});
 
 // Network calls one run makes.
 std::int64_t site_calls(const Program& program);

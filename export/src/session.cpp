@@ -43,13 +43,18 @@ std::int64_t Session::image_elements() const {
     return count;
 }
 
+void Session::sample(const Rows& rows, float* images, const Progress& progress) const {
+    check_rows(program, rows);
+    if (runs_engines()) check_engine_batch(manifest, rows.size());
+#ifdef FASTGEN_WITH_CUDA
+    if (gpu) return gpu->run(rows, images, progress);
+#endif
+    run_program(program, sites, rows, images, progress);
+}
+
 void Session::sample(std::int64_t n, std::uint64_t seed, float* images, const Progress& progress) const {
     if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
-    if (runs_engines()) check_engine_batch(manifest, n);
-#ifdef FASTGEN_WITH_CUDA
-    if (gpu) return gpu->run(n, seed, images, progress);
-#endif
-    run_program(program, sites, n, seed, images, progress);
+    sample(Rows::of_seed(seed, n), images, progress);
 }
 
 }  // namespace fastgen::kit

@@ -25,7 +25,10 @@ struct Session {
     // Reads and checks the bundle `path` (hashes when `verify`), opens every site, parses the program.
     static std::unique_ptr<Session> open(const std::string& path, const RuntimeOptions& runtime, bool verify);
     std::int64_t image_elements() const;
-    // n images for `seed` into `images` (n · image_elements() floats); refuses n outside the engines' profile.
+    // The images of `rows` into `images` (rows.size() · image_elements() floats); refuses batches outside the engines'
+    // profile and rows check_rows refuses.
+    void sample(const Rows& rows, float* images, const Progress& progress = {}) const;
+    // n images for `seed`: the rows (seed, 0 … n − 1).
     void sample(std::int64_t n, std::uint64_t seed, float* images, const Progress& progress = {}) const;
     bool runs_engines() const { return runtime.provider == Provider::tensorrt || runtime.provider == Provider::nv_tensorrt_rtx; }
 };

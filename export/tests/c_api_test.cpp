@@ -4,6 +4,7 @@
 #include <fastgen/fastgen.h>
 #include <fastgen/fastgen.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -104,4 +105,39 @@ TEST(CApi, SamplesARealBundleLikePython) {
     EXPECT_EQ(fastgen_sample(bundle.get(), 2, 5, small.data(), small.size()), FASTGEN_ERROR_ARGUMENT);
     EXPECT_EQ(std::string(fastgen_last_error()), "the buffer holds 10 values; 2 images need 512");
     EXPECT_EQ(fastgen_sample(bundle.get(), 0, 5, small.data(), small.size()), FASTGEN_ERROR_ARGUMENT);
+}
+
+// fastgen_sample_rows through the C boundary on a real bundle: each row is its seed's image at its index; the
+// refusals are statuses.
+TEST(CApi, SampleRowsEqualsEachSeedsSample) {
+    const char* fixtures = std::getenv("FASTGEN_FIXTURE_DIR");
+    if (fixtures == nullptr) GTEST_SKIP() << "FASTGEN_FIXTURE_DIR is not set (ctest runs make_fixtures.py first)";
+    fastgen::Bundle bundle((std::filesystem::path(fixtures) / "udpm_bundle").string(), fastgen::Options().threads(1));
+    const std::size_t per_image = static_cast<std::size_t>(bundle.image_shape().elements());
+    const std::vector<std::uint64_t> seeds{5, 9, 5}, indices{1, 0, 0};
+    const std::vector<float> rows = bundle.sample_rows(seeds, indices);
+    const std::vector<float> five = bundle.sample(2, 5), nine = bundle.sample(1, 9);
+    EXPECT_TRUE(std::equal(five.begin() + per_image, five.end(), rows.begin()));
+    EXPECT_TRUE(std::equal(nine.begin(), nine.end(), rows.begin() + per_image));
+    EXPECT_TRUE(std::equal(five.begin(), five.begin() + per_image, rows.begin() + 2 * per_image));
+    std::vector<std::uint8_t> pixels(rows.size());
+    bundle.sample_rows_u8(seeds, indices, pixels);
+    EXPECT_EQ(pixels, bundle.to_u8(rows));
+
+    std::vector<float> images(rows.size());
+    const std::uint64_t huge[] = {UINT64_MAX, 0, 0};
+    EXPECT_EQ(fastgen_sample_rows(bundle.get(), 3, seeds.data(), huge, images.data(), images.size()), FASTGEN_ERROR_ARGUMENT);
+    EXPECT_EQ(std::string(fastgen_last_error()).rfind("row 0: image index 18446744073709551615 is too large", 0), 0u);
+    EXPECT_EQ(fastgen_sample_rows(bundle.get(), 3, nullptr, indices.data(), images.data(), images.size()), FASTGEN_ERROR_ARGUMENT);
+    EXPECT_EQ(std::string(fastgen_last_error()), "seeds must not be NULL");
+    EXPECT_EQ(fastgen_sample_rows(bundle.get(), 4, seeds.data(), indices.data(), images.data(), images.size()), FASTGEN_ERROR_ARGUMENT);
+    EXPECT_EQ(std::string(fastgen_last_error()), "the buffer holds 768 values; 4 images need 1024");
+    const std::vector<std::uint64_t> one_index{0};
+    try {
+        bundle.sample_rows(seeds, one_index);
+        FAIL() << "no exception";
+    } catch (const fastgen::Error& error) {
+        EXPECT_EQ(error.status(), FASTGEN_ERROR_ARGUMENT);
+        EXPECT_STREQ(error.what(), "the rows have 3 seeds but 1 image indices");
+    }
 }

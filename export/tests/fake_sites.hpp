@@ -1,6 +1,7 @@
-// The fake network sites of make_fixtures.py, shared by the interpreter tests (CPU and GPU).
+// The fake network sites of make_fixtures.py and its fixture programs, shared by the interpreter tests (CPU and GPU).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -44,5 +45,14 @@ inline Sites fake_sites(const json& program) {
     }
     return sites;
 }
+
+// The fixture programs make_fixtures.py writes: every family's and the single-op ones.
+inline auto fixture_programs() {
+    return testing::Values("udpm_box", "udpm_gaussian", "ddpm_ancestral", "ddim_clip", "blur_fourier", "blur_dct", "pddpm", "udpm_posterior_gamma3",
+                           "dct_noise_upsample_renoise");
+}
+
+// A batch mixing seeds and image indices: repeated and out-of-order seeds, an image twice, indices past 0.
+inline fastgen::kit::Rows mixed_rows() { return {{1001, 7, 1001, 0xfedcba9876543210ULL, 7}, {3, 0, 0, 2, 0}}; }
 
 }  // namespace fastgen::test

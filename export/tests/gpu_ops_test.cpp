@@ -22,6 +22,8 @@
 #include "ops.hpp"
 #include "session.hpp"
 
+using fastgen::kit::Rows;
+
 namespace {
 
 bool have_gpu() {
@@ -49,7 +51,7 @@ struct DeviceBuffer {
 
 std::vector<float> normals(std::int64_t count, std::uint32_t op) {
     std::vector<float> values(static_cast<std::size_t>(count));
-    fastgen::kit::draw_normals(42, op, 0, count, values.data());
+    fastgen::kit::draw_normals(42, op, 0, 0, count, values.data());
     return values;
 }
 
@@ -96,17 +98,25 @@ TEST(GpuFft, AMissingCufftIsOneClearError) {
     unsetenv("FASTGEN_CUFFT_LIBRARY");
 }
 
+// Rows of P = 1001 elements (not a multiple of 4: rows start inside counters) for mixed seeds and image indices.
 TEST(GpuOps, NoiseMatchesTheHostContract) {
     REQUIRE_GPU();
-    const std::int64_t count = 1001;
-    DeviceBuffer device(static_cast<std::size_t>(count));
-    std::uint64_t* seed = nullptr;
-    const std::uint64_t host_seed = 42;
-    cudaMalloc(&seed, sizeof(host_seed));
-    cudaMemcpy(seed, &host_seed, sizeof(host_seed), cudaMemcpyHostToDevice);
-    fastgen::kit::gpu::draw_normals(seed, 3, 0, count, device.data, nullptr);
-    EXPECT_LE(max_difference(device.host(), normals(count, 3)), 2e-5);  // float32 Box–Muller vs the float64 reference
-    cudaFree(seed);
+    const std::int64_t per_image = 1001;
+    const std::vector<std::uint64_t> seeds{42, 9, 42, 5}, indices{0, 5, 3, 1ULL << 60};
+    const auto rows = static_cast<std::int64_t>(seeds.size());
+    DeviceBuffer device(static_cast<std::size_t>(rows * per_image));
+    std::uint64_t *device_seeds = nullptr, *device_indices = nullptr;
+    cudaMalloc(&device_seeds, seeds.size() * sizeof(std::uint64_t));
+    cudaMalloc(&device_indices, indices.size() * sizeof(std::uint64_t));
+    cudaMemcpy(device_seeds, seeds.data(), seeds.size() * sizeof(std::uint64_t), cudaMemcpyHostToDevice);
+    cudaMemcpy(device_indices, indices.data(), indices.size() * sizeof(std::uint64_t), cudaMemcpyHostToDevice);
+    fastgen::kit::gpu::draw_normals(device_seeds, device_indices, rows, per_image, 3, 0, device.data, nullptr);
+    std::vector<float> expected(device.size);
+    for (std::int64_t r = 0; r < rows; ++r)
+        fastgen::kit::draw_normals(seeds[r], 3, 0, indices[r] * per_image, per_image, expected.data() + r * per_image);
+    EXPECT_LE(max_difference(device.host(), expected), 2e-5);  // float32 Box–Muller vs the float64 reference
+    cudaFree(device_seeds);
+    cudaFree(device_indices);
 }
 
 TEST(GpuOps, StepsMatchTheCpuOps) {
@@ -358,17 +368,28 @@ TEST_P(GpuFixture, EqualsTheCpuInterpreterAndReplaysItsGraphs) {
     std::int64_t count = batch;
     for (std::int64_t size : fastgen::kit::output_shape(program)) count *= size;
     std::vector<float> expected(static_cast<std::size_t>(count)), first(expected.size()), images(expected.size());
-    fastgen::kit::run_program(program, sites, batch, seed, expected.data());
-    gpu.run(batch, seed, first.data(), {});
+    fastgen::kit::run_program(program, sites, Rows::of_seed(seed, batch), expected.data());
+    gpu.run(Rows::of_seed(seed, batch), first.data(), {});
     double scale = 0.0;
     for (float value : expected) scale = std::max(scale, std::abs(static_cast<double>(value)));
     EXPECT_LE(max_difference(first, expected), 1e-4 * std::max(1.0, scale)) << "float32 Box–Muller on the device";
     for (int sample = 0; sample < 2; ++sample) {  // captures, then replays
-        gpu.run(batch, seed, images.data(), {});
+        gpu.run(Rows::of_seed(seed, batch), images.data(), {});
         EXPECT_EQ(max_difference(images, first), 0.0);
     }
+    // Mixed rows: a batch size of its own (eager, capture, replay), against the CPU interpreter's rows; the replays
+    // read the rows from device memory, so a replay for other rows draws theirs.
+    const Rows mixed = fastgen::test::mixed_rows(), reversed{{mixed.seeds.rbegin(), mixed.seeds.rend()}, {mixed.indices.rbegin(), mixed.indices.rend()}};
+    const auto size = static_cast<std::size_t>(mixed.size() * (count / batch));
+    std::vector<float> cpu_mixed(size), cpu_reversed(size), gpu_rows(size);
+    fastgen::kit::run_program(program, sites, mixed, cpu_mixed.data());
+    fastgen::kit::run_program(program, sites, reversed, cpu_reversed.data());
+    for (int sample = 0; sample < 3; ++sample) {
+        gpu.run(mixed, gpu_rows.data(), {});
+        EXPECT_LE(max_difference(gpu_rows, cpu_mixed), 1e-4 * std::max(1.0, scale)) << "sample " << sample;
+    }
+    gpu.run(reversed, gpu_rows.data(), {});
+    EXPECT_LE(max_difference(gpu_rows, cpu_reversed), 1e-4 * std::max(1.0, scale)) << "a replay for other rows";
 }
 
-INSTANTIATE_TEST_SUITE_P(Ops, GpuFixture,
-                         testing::Values("udpm_box", "udpm_gaussian", "ddpm_ancestral", "ddim_clip", "blur_fourier", "blur_dct", "pddpm",
-                                         "udpm_posterior_gamma3", "dct_noise_upsample_renoise"));
+INSTANTIATE_TEST_SUITE_P(Ops, GpuFixture, fastgen::test::fixture_programs());

@@ -5,6 +5,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "error.hpp"
 #include "manifest.hpp"
 #include "sha256.hpp"
@@ -224,4 +230,101 @@ TEST(Manifest, EngineProfilesLimitTheBatch) {
     manifest.sites[0].engine = fastgen::kit::EngineRecord{"level_1.plan", "tensorrt", "10.0", {"9.0"}, {2, 2, 2}};
     EXPECT_THROW(fastgen::kit::check_engine_batch(manifest, 1), Failure);
     EXPECT_NO_THROW(fastgen::kit::check_engine_batch(manifest, 2));
+}
+
+// Issue 20, class 3: JSON nested deeper than 64 levels or larger than 256 MiB is refused before anything recursive
+// (the parser, a copy, a dump) meets it — manifest and program, the messages of fastgen/schema.py's load_json.
+TEST(Manifest, RefusesDeeplyNestedOrHugeJson) {
+    const std::string deep = std::string(300000, '[') + std::string(300000, ']');
+    struct Case {
+        std::string file, text, expected;  // expected: the message's end after the file's path
+    };
+    const std::vector<Case> cases{
+        {"manifest.json", "{\"model\": " + deep + "}", " (not readable JSON) nests 300001 levels deep, more than the 64 a fastgen JSON file may; re-create it"},
+        {"manifest.json", deep, " (not readable JSON) nests 300000 levels deep, more than the 64 a fastgen JSON file may; re-create it"},
+        {"program.json", deep, ": program nests 300000 levels deep, more than the 64 a fastgen JSON file may; re-create it"},
+        {"program.json", "{\"ops\": [\"[[[[\"], \"x\": \"]]]]\"}", ""},  // brackets inside strings do not nest
+    };
+    for (const Case& c : cases) {
+        BundleFixture bundle;
+        bundle.write();
+        write_file(bundle.dir.path() / c.file, c.text);
+        const std::string path = (bundle.dir.path() / c.file).string();
+        try {
+            fastgen::kit::read_program_json(fastgen::kit::read_manifest(bundle.dir.str(), /*verify=*/false));
+            EXPECT_EQ(c.expected, "") << c.file;
+        } catch (const Failure& failure) {
+            EXPECT_EQ(failure.status, FASTGEN_ERROR_BUNDLE);
+            EXPECT_EQ(failure.what(), path + c.expected);
+        }
+    }
+    for (const std::string file : {"manifest.json", "program.json"}) {  // sparse files: the size is refused before reading
+        BundleFixture bundle;
+        bundle.write();
+        std::filesystem::resize_file(bundle.dir.path() / file, (std::uintmax_t{257} << 20));
+        const std::string what = (bundle.dir.path() / file).string() + (file == "program.json" ? ": program" : " (not readable JSON)");
+        try {
+            fastgen::kit::read_program_json(fastgen::kit::read_manifest(bundle.dir.str(), /*verify=*/false));
+            ADD_FAILURE() << "no refusal";
+        } catch (const Failure& failure) {
+            EXPECT_EQ(failure.what(), what + " is 257 MiB, more than the 256 MiB a fastgen JSON file may have; re-create it");
+        }
+    }
+}
+
+// Issue 20, class 7: every enum of a manifest holds a known value (int8: QDQ graphs, float32 in and out).
+TEST(Manifest, RefusesUnknownEnumValues) {
+    const std::string fix = ", which this fastgen does not know; it must be one of ";
+    const std::vector<std::pair<std::function<void(json&)>, std::string>> cases{
+        {[](json& m) { m["precision"] = "int8"; }, ""},
+        {[](json& m) { m["precision"] = "bf16"; }, ""},
+        {[](json& m) { m["precision"] = "fp8"; }, "manifest.precision is 'fp8'" + fix + "fp32, fp16, bf16, int8: re-export the bundle"},
+        {[](json& m) { m["sites"][0]["inputs"][0]["dtype"] = "float64"; },
+         "manifest.sites[0].inputs[0].dtype is 'float64'" + fix + "float32, float16, bfloat16: re-export the bundle"},
+        {[](json& m) { m["sites"][0]["output"]["dtype"] = "int64"; },
+         "manifest.sites[0].output.dtype is 'int64'" + fix + "float32, float16, bfloat16: re-export the bundle"},
+        {[](json& m) {
+             m["sites"][0]["engine"] = {{"file", "level_1.onnx"}, {"flavour", "onnx"}, {"version", "1"}, {"compute_capabilities", json::array()},
+                                        {"profile", {{"min", 1}, {"opt", 1}, {"max", 1}}}};
+         },
+         "manifest.sites[0].engine.flavour is 'onnx'" + fix + "tensorrt, tensorrt_rtx: re-export the bundle"},
+        {[](json& m) { m["normalization"] = {{"layout", "NHWC"}}; },
+         "manifest.normalization is {'layout': 'NHWC'}; every runtime maps images as {'layout': 'NCHW', 'range': [-1.0, 1.0], 'to_uint8': "
+         "'clamp(round((x + 1) * 127.5), 0, 255)'}: re-export the bundle"},
+    };
+    for (const auto& [change, expected] : cases) {
+        BundleFixture bundle;
+        change(bundle.manifest);
+        EXPECT_EQ(bundle.refusal(), expected);
+    }
+}
+
+// Issue 20, class 6: without verify the kit skips hashing only — never the stay-inside-the-bundle rule.
+TEST(Manifest, KeepsFilesInsideTheBundleWithoutVerify) {
+    TempDir outside;
+    write_file(outside.path() / "program.json", "{}");
+    const std::vector<std::pair<std::function<void(BundleFixture&)>, std::string>> cases{
+        {[](BundleFixture& b) { b.manifest["program"] = "../program.json"; }, " names '../program.json', which is not a file of it; it cannot be trusted: re-create it"},
+        {[&](BundleFixture& b) { b.manifest["program"] = (outside.path() / "program.json").string(); },
+         " names '" + (outside.path() / "program.json").string() + "', which is not a file of it; it cannot be trusted: re-create it"},
+        {[](BundleFixture& b) { b.manifest["sites"][0]["file"] = "../level_1.onnx"; }, " names '../level_1.onnx', which is not a file of it; it cannot be trusted: re-create it"},
+        {[&](BundleFixture& b) {
+             std::filesystem::remove(b.dir.path() / "program.json");
+             std::filesystem::create_symlink(outside.path() / "program.json", b.dir.path() / "program.json");
+         },
+         ": program.json is a link that leads outside it; replace it with the file itself"},
+        {[](BundleFixture& b) { std::filesystem::remove(b.dir.path() / "level_1.onnx"); },
+         " is missing level_1.onnx; copy the whole folder again or re-create it"},
+    };
+    for (const auto& [damage, expected] : cases) {
+        BundleFixture bundle;
+        damage(bundle);
+        bundle.write();
+        try {
+            fastgen::kit::read_manifest(bundle.dir.str(), /*verify=*/false);
+            ADD_FAILURE() << "no refusal: " << expected;
+        } catch (const Failure& failure) {
+            EXPECT_EQ(failure.what(), "bundle " + bundle.dir.str() + expected);
+        }
+    }
 }

@@ -42,7 +42,7 @@ TEST(Philox, BoxMullerFollowsTheContract) {
 TEST(Philox, ProgramNoiseNumbersElementsByCounterAndOp) {
     const std::uint64_t seed = 0x123456789abcdefULL;
     std::vector<float> draw(10);
-    fastgen::kit::draw_normals(seed, 3, 1, 10, draw.data());
+    fastgen::kit::draw_normals(seed, 3, 1, 0, 10, draw.data());
     for (std::uint64_t e = 0; e < 10; ++e) {
         float n[4];
         fg_normal4(seed, (3ULL << 32) | 1, e / 4, n);
@@ -50,8 +50,21 @@ TEST(Philox, ProgramNoiseNumbersElementsByCounterAndOp) {
         EXPECT_EQ(draw[e], fg_program_normal(seed, 3, 1, e));
     }
     std::vector<float> other_op(10), other_draw(10);
-    fastgen::kit::draw_normals(seed, 4, 1, 10, other_op.data());
-    fastgen::kit::draw_normals(seed, 3, 2, 10, other_draw.data());
+    fastgen::kit::draw_normals(seed, 4, 1, 0, 10, other_op.data());
+    fastgen::kit::draw_normals(seed, 3, 2, 0, 10, other_draw.data());
     EXPECT_NE(draw, other_op);
     EXPECT_NE(draw, other_draw);
+}
+
+// A batch row for image i starts at element i·P, often inside a counter; up to the stream's last element 2^64 − 1.
+TEST(Philox, ProgramNoiseRunsStartAtAnyElement) {
+    const std::uint64_t seed = 77;
+    for (const std::uint64_t first : std::vector<std::uint64_t>{0, 1, 3, 6, 1001 * 5, 0xfffffffffffffff0ULL, UINT64_MAX - 8}) {
+        for (const std::int64_t count : {1, 2, 5, 9}) {
+            std::vector<float> run(static_cast<std::size_t>(count) + 1, -99.0f);
+            fastgen::kit::draw_normals(seed, 2, 5, first, count, run.data());
+            for (std::int64_t e = 0; e < count; ++e) EXPECT_EQ(run[e], fg_program_normal(seed, 2, 5, first + e)) << first << " + " << e;
+            EXPECT_EQ(run[count], -99.0f) << "wrote past the run";
+        }
+    }
 }

@@ -2,6 +2,8 @@
 // make_fixtures.py over the same fake sites), and the parser's refusals.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -13,6 +15,7 @@
 
 using fastgen::kit::Failure;
 using fastgen::kit::Program;
+using fastgen::kit::Rows;
 using fastgen::kit::Sites;
 using nlohmann::json;
 
@@ -71,7 +74,7 @@ TEST_P(PythonFixture, EqualsThePythonInterpreter) {
     std::ifstream raw(dir / (std::string(GetParam()) + ".f32"), std::ios::binary);
     raw.read(reinterpret_cast<char*>(expected.data()), static_cast<std::streamsize>(expected.size() * sizeof(float)));
     ASSERT_TRUE(raw) << "fixture output is shorter than the program's output";
-    fastgen::kit::run_program(program, sites, batch, fixture["seed"].get<std::uint64_t>(), got.data());
+    fastgen::kit::run_program(program, sites, Rows::of_seed(fixture["seed"].get<std::uint64_t>(), batch), got.data());
     double worst = 0.0, scale = 0.0;
     for (std::size_t i = 0; i < got.size(); ++i) {
         worst = std::max(worst, std::abs(static_cast<double>(got[i]) - expected[i]));
@@ -81,19 +84,65 @@ TEST_P(PythonFixture, EqualsThePythonInterpreter) {
     EXPECT_LE(worst, 1e-5 * std::max(1.0, scale)) << GetParam() << ": max abs difference " << worst << " (output scale " << scale << ")";
 }
 
-INSTANTIATE_TEST_SUITE_P(Ops, PythonFixture,
-                         testing::Values("udpm_box", "udpm_gaussian", "ddpm_ancestral", "ddim_clip", "blur_fourier", "blur_dct", "pddpm",
-                                         "udpm_posterior_gamma3", "dct_noise_upsample_renoise"));
+INSTANTIATE_TEST_SUITE_P(Ops, PythonFixture, fastgen::test::fixture_programs());
+
+// Per-row seeds: a batch mixing (seed, image index) rows gives, row for row, exactly the images of one-seed batches.
+class RowsFixture : public testing::TestWithParam<const char*> {};
+
+TEST_P(RowsFixture, MixedRowsEqualTheSingleSeedSamples) {
+    const std::filesystem::path dir = fixture_dir();
+    if (dir.empty()) GTEST_SKIP() << "FASTGEN_FIXTURE_DIR is not set (ctest runs make_fixtures.py first)";
+    const json data = read_json(dir / (std::string(GetParam()) + ".json"))["program"];
+    const Sites sites = fake_sites(data);
+    const Program program = fastgen::kit::parse_program(data, GetParam(), sites);
+    const Rows rows = fastgen::test::mixed_rows();
+    std::int64_t per_image = 1;
+    for (std::int64_t size : fastgen::kit::output_shape(program)) per_image *= size;
+    std::vector<float> mixed(static_cast<std::size_t>(rows.size() * per_image));
+    fastgen::kit::run_program(program, sites, rows, mixed.data());
+    for (std::int64_t r = 0; r < rows.size(); ++r) {
+        const auto n = static_cast<std::int64_t>(rows.indices[r]) + 1;
+        std::vector<float> single(static_cast<std::size_t>(n * per_image));
+        fastgen::kit::run_program(program, sites, Rows::of_seed(rows.seeds[r], n), single.data());
+        const auto image = single.begin() + static_cast<std::ptrdiff_t>((n - 1) * per_image);
+        EXPECT_TRUE(std::equal(image, image + per_image, mixed.begin() + r * per_image)) << GetParam() << ": row " << r;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, RowsFixture, fastgen::test::fixture_programs());
+
+TEST(Program, RefusesRowsItCannotKey) {
+    const Sites sites;
+    const Program program = fastgen::kit::parse_program(small_program(), "test", sites);  // largest buffer: 16 elements per image
+    std::vector<float> out(32);
+    const std::uint64_t largest = (UINT64_MAX - 15) / 16;
+    auto refusal = [&](const Rows& rows) -> std::string {
+        try {
+            fastgen::kit::run_program(program, sites, rows, out.data());
+        } catch (const Failure& failure) {
+            EXPECT_EQ(failure.status, FASTGEN_ERROR_ARGUMENT);
+            return failure.what();
+        }
+        return "";
+    };
+    EXPECT_EQ(refusal(Rows{{1, 2}, {0, largest}}), "");  // its last element is 2^64 − 1
+    EXPECT_EQ(refusal(Rows{{1, 2}, {0, largest + 1}}),
+              "row 1: image index " + std::to_string(largest + 1) + " is too large: its noise elements (index × 16 per image) overflow 64 bits; "
+              "the largest image index this program takes is " + std::to_string(largest));
+    EXPECT_EQ(refusal(Rows{{1, 2}, {UINT64_MAX, 0}}).rfind("row 0: image index 18446744073709551615 is too large", 0), 0u);
+    EXPECT_EQ(refusal(Rows{{1, 2}, {0}}), "the rows have 2 seeds but 1 image indices");
+    EXPECT_EQ(refusal(Rows{}), "the number of images must be ≥ 1, got 0");
+}
 
 TEST(Program, SameSeedSameImagesAndBatchPrefixesAgree) {
     const json data = small_program();
     const Sites sites;
     const Program program = fastgen::kit::parse_program(data, "test", sites);
     std::vector<float> one(16), three(48), again(48), other(48);
-    fastgen::kit::run_program(program, sites, 1, 7, one.data());
-    fastgen::kit::run_program(program, sites, 3, 7, three.data());
-    fastgen::kit::run_program(program, sites, 3, 7, again.data());
-    fastgen::kit::run_program(program, sites, 3, 8, other.data());
+    fastgen::kit::run_program(program, sites, Rows::of_seed(7, 1), one.data());
+    fastgen::kit::run_program(program, sites, Rows::of_seed(7, 3), three.data());
+    fastgen::kit::run_program(program, sites, Rows::of_seed(7, 3), again.data());
+    fastgen::kit::run_program(program, sites, Rows::of_seed(8, 3), other.data());
     EXPECT_EQ(three, again);
     EXPECT_NE(three, other);
     EXPECT_TRUE(std::equal(one.begin(), one.end(), three.begin()));  // image b does not depend on the batch size

@@ -78,6 +78,16 @@ FASTGEN_API fastgen_status fastgen_sample(fastgen_bundle* bundle, int64_t n, uin
 FASTGEN_API fastgen_status fastgen_sample_u8(fastgen_bundle* bundle, int64_t n, uint64_t seed, uint8_t* pixels,
                                              size_t count);
 
+/* Per-row seeds (e.g. a server batching requests): row r of the n images is image indices[r] of seeds[r]'s
+ * sequence, bit-identical to image indices[r] of fastgen_sample(seed = seeds[r], n > indices[r]) whatever else is in
+ * the batch; fastgen_sample(n, seed) is the rows (seed, 0 … n − 1). seeds and indices hold n words each. An index
+ * whose noise elements (index × the elements per image of the program's largest buffer) leave 64 bits is refused
+ * (FASTGEN_ERROR_ARGUMENT). */
+FASTGEN_API fastgen_status fastgen_sample_rows(fastgen_bundle* bundle, int64_t n, const uint64_t* seeds, const uint64_t* indices,
+                                               float* images, size_t count);
+FASTGEN_API fastgen_status fastgen_sample_rows_u8(fastgen_bundle* bundle, int64_t n, const uint64_t* seeds, const uint64_t* indices,
+                                                  uint8_t* pixels, size_t count);
+
 /* float NCHW images → 8-bit NHWC, as fastgen_sample_u8 quantises them (`pixels` holds n·C·H·W bytes). */
 FASTGEN_API void fastgen_images_to_u8(const float* images, int64_t n, int64_t channels, int64_t height, int64_t width,
                                       uint8_t* pixels);

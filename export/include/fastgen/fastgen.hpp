@@ -2,6 +2,7 @@
 //
 //   fastgen::Bundle bundle("bundle/", fastgen::Options().provider("cpu").threads(2));
 //   std::vector<float> images = bundle.sample(16, /*seed=*/0);   // [16, C, H, W] in [-1, 1]
+//   std::vector<float> rows = bundle.sample_rows(seeds, indices); // row r: image indices[r] of seeds[r]
 #pragma once
 
 #include <fastgen/fastgen.h>
@@ -125,6 +126,19 @@ public:
         return pixels;
     }
 
+    // Per-row seeds: row r is image indices[r] of seeds[r] (fastgen_sample_rows); seeds and indices of one length.
+    void sample_rows(Span<const std::uint64_t> seeds, Span<const std::uint64_t> indices, Span<float> images) {
+        detail::check(fastgen_sample_rows(handle_, rows(seeds, indices), seeds.data(), indices.data(), images.data(), images.size()));
+    }
+    std::vector<float> sample_rows(Span<const std::uint64_t> seeds, Span<const std::uint64_t> indices) {
+        std::vector<float> images(seeds.size() * static_cast<std::size_t>(image_shape().elements()));
+        sample_rows(seeds, indices, Span<float>(images));
+        return images;
+    }
+    void sample_rows_u8(Span<const std::uint64_t> seeds, Span<const std::uint64_t> indices, Span<std::uint8_t> pixels) {
+        detail::check(fastgen_sample_rows_u8(handle_, rows(seeds, indices), seeds.data(), indices.data(), pixels.data(), pixels.size()));
+    }
+
     // float NCHW images of this bundle → 8-bit NHWC.
     std::vector<std::uint8_t> to_u8(const std::vector<float>& images) const {
         const ImageShape shape = image_shape();
@@ -137,6 +151,12 @@ public:
     fastgen_bundle* get() const noexcept { return handle_; }
 
 private:
+    static std::int64_t rows(Span<const std::uint64_t> seeds, Span<const std::uint64_t> indices) {
+        if (seeds.size() != indices.size())
+            throw Error(FASTGEN_ERROR_ARGUMENT, "the rows have " + std::to_string(seeds.size()) + " seeds but " + std::to_string(indices.size()) +
+                                                    " image indices");
+        return static_cast<std::int64_t>(seeds.size());
+    }
     fastgen_bundle* handle_ = nullptr;
 };
 
