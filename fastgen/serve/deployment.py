@@ -226,7 +226,7 @@ def start(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
 
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise FastgenError(f"port must be an integer from 1 to 65535, got {port!r}")
-    load_for_sampling(settings.source, backend=settings.backend, device="cpu")  # fails fast on a bad source
+    check_batching(load_for_sampling(settings.source, backend=settings.backend, device="cpu"), settings)  # fails fast
     started = connect(address, num_cpus=num_cpus)
     try:
         serve.start(http_options={"host": host, "port": port})
@@ -240,6 +240,23 @@ def start(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
             raise
         raise FastgenError(f"the server could not start: {str(error).splitlines()[0] if str(error) else error!r}") from None
     return Server(f"http://{host}:{port}", settings, started)
+
+
+def check_batching(model: Any, settings: ServeSettings) -> None:
+    """The model can run every batch the server may form, 1 … ``max_batch`` images: it fits in memory, and engines'
+    batch profiles (TensorRT) cover that range."""
+    from fastgen import api
+
+    profiles = [site.batch_range for site in getattr(model, "sites", {}).values() if getattr(site, "batch_range", None)]
+    if profiles:
+        low, high = max(profile.min for profile in profiles), min(profile.max for profile in profiles)
+        if low > 1 or settings.max_batch > high:
+            raise FastgenError(f"the bundle's engines take batches {low} … {high}, and the server forms batches 1 … "
+                               f"{settings.max_batch}: serve with --max-batch ≤ {high}, or export with --batch 1,OPT,MAX")  # fmt: skip
+    try:
+        api.check_sample_count(model, settings.max_batch)
+    except FastgenError as error:
+        raise FastgenError(f"--max-batch {settings.max_batch}: {error}") from None
 
 
 def serve_until_stopped(settings: ServeSettings, *, on_ready: Callable[[Server], None] = lambda server: None,
