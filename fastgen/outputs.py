@@ -14,7 +14,6 @@ Rules, checked before any work (:func:`check_output`):
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from fastgen import layout
 from fastgen.errors import FastgenError
+from fastgen.schema import load_json
 
 
 def _starts_with(signature: bytes) -> Callable[[Path], bool]:
@@ -35,8 +35,8 @@ def _starts_with(signature: bytes) -> Callable[[Path], bool]:
 
 def _is_json(path: Path) -> bool:
     try:
-        json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        load_json(path.read_bytes(), str(path))
+    except FastgenError:
         return False
     return True
 

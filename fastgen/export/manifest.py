@@ -23,7 +23,7 @@ from fastgen.families import TensorSpec
 from fastgen.integrity import contained_file, sha256_file
 from fastgen.layout import MANIFEST_FILE
 from fastgen.sampling.program import Program
-from fastgen.schema import check_schema
+from fastgen.schema import check_schema, load_json
 
 FORMAT = "fastgen-bundle"
 FORMAT_VERSION = 2  # 2: the sampling program (program.json)
@@ -150,9 +150,10 @@ def read_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         raise FastgenError(f"{directory} is not a bundle (no {MANIFEST_FILE}); make one with `fastgen export CHECKPOINT {directory}`")
     contained_file(directory, MANIFEST_FILE, f"bundle {directory}")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_bytes()
+    except OSError as exc:
         raise FastgenError(f"{path} is not readable JSON ({exc}); re-export the bundle") from None
+    data = load_json(text, f"{path} (not readable JSON)")
     if not isinstance(data, dict):
         raise FastgenError(f"{path} does not hold a JSON object; re-export the bundle")
     manifest = Manifest.from_dict(data)
