@@ -171,11 +171,11 @@ def count(value: Any, name: str, *, low: int = 1, high: int | None = None, unit:
     return value
 
 
-def all_finite(tensor: Any, name: str) -> None:
-    """Refuse a tensor holding NaN or ±inf (explicit latents, a program's arrays)."""
+def all_finite(tensor: Any, name: str, advice: str = "every number must be finite") -> None:
+    """Refuse a tensor holding NaN or ±inf (explicit latents, a program's arrays, a sampler's result)."""
     import torch
 
     if tensor.is_floating_point() or tensor.is_complex():
         bad = int((~torch.isfinite(tensor)).sum())
         if bad:
-            raise FastgenError(f"{name} holds {bad} non-finite (NaN/inf) value(s); every number must be finite")
+            raise FastgenError(f"{name} holds {bad} non-finite (NaN/inf) value(s); {advice}")
