@@ -226,11 +226,12 @@ def eval_(
     distance, class coverage, class entropy and the share of confidently classified samples. The real test split,
     scored the same way, is the floor. Reference features are computed once and cached."""
     from fastgen import api
-    from fastgen.outputs import JSON, MARKDOWN, PNG, check_output
+    from fastgen.outputs import EVAL_MARKDOWN, JSON, MARKDOWN, PNG, check_output
     from fastgen.runtime import load_for_sampling
 
-    md = md or (json_path.with_suffix(".md") if json_path is not None else None)
-    for path, kind in ((json_path, JSON), (md, MARKDOWN), (grid, PNG)):  # before any work: a bad path must not cost it
+    implied = md is None and json_path is not None  # the Markdown beside --json: it may only replace an earlier one of eval's
+    md = json_path.with_suffix(".md") if implied else md
+    for path, kind in ((json_path, JSON), (md, EVAL_MARKDOWN if implied else MARKDOWN), (grid, PNG)):  # before any work: a bad path must not cost it
         if path is not None:
             check_output(path, kind, inputs=[source])
     model = load_for_sampling(source, backend=backend, device=api.resolve_device(device), weights=weights)

@@ -59,6 +59,9 @@ class OutputKind:
 PNG = OutputKind("PNG image", False, _starts_with(b"\x89PNG\r\n\x1a\n"), ".png")
 JSON = OutputKind("JSON file", False, _is_json, ".json")
 MARKDOWN = OutputKind("Markdown file", False, Path.is_file, ".md")  # text: any existing .md file is one
+EVAL_MARKER = "<!-- fastgen eval -->"
+# An output the user did not name (eval's Markdown beside --json) replaces only what that verb wrote there before.
+EVAL_MARKDOWN = OutputKind("fastgen eval Markdown file", False, _starts_with(EVAL_MARKER.encode()), ".md")
 NPY = OutputKind("NumPy .npy file", False, _starts_with(b"\x93NUMPY"), ".npy")
 TORCH_FILE = OutputKind("torch .pt file", False, _starts_with(b"PK\x03\x04"), ".pt")  # torch.save's zip container
 BUNDLE = OutputKind("bundle", True, layout.is_bundle)

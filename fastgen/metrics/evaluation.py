@@ -27,7 +27,7 @@ from fastgen.metrics.cache import cache_dir, content_hash
 from fastgen.metrics.classifier import class_statistics, load_or_train_classifier
 from fastgen.metrics.distribution import PR_NEIGHBOURS, kernel_distance, precision_recall
 from fastgen.metrics.fid import FIDStatistics, frechet_distance, inception_features
-from fastgen.outputs import JSON, MARKDOWN, NPY, write_file
+from fastgen.outputs import EVAL_MARKER, JSON, MARKDOWN, NPY, write_file
 from fastgen.progress import progress_bar
 
 METRICS = ("fid", "kid", "pr", "classifier")
@@ -241,7 +241,7 @@ class EvalResult:
         return data
 
     def markdown(self) -> str:
-        lines = [f"### {self.title()}", "", f"| score (↓ lower / ↑ higher is better) | model | real test split ({self.floor_n} images) |",
+        lines = [EVAL_MARKER, f"### {self.title()}", "", f"| score (↓ lower / ↑ higher is better) | model | real test split ({self.floor_n} images) |",
                  "|---|---|---|"]  # fmt: skip
         lines += [f"| {label} | {model} | {floor} |" for label, model, floor in self.rows()]
         lines += ["", f"Sampling: {self.sampling_seconds:.1f} s for {self.n} images."]
