@@ -36,8 +36,12 @@ if TYPE_CHECKING:  # imported on use: the metrics pull in datasets and feature e
 RECIPE_SECTIONS = {"run", "optim", "model", "diffusion", "loss", "data"}
 
 
-def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = False, run_dir: str | Path | None = None) -> Path:
-    """Train what ``recipe`` (TOML) describes, with ``--set``-style ``overrides``; returns the final checkpoint dir."""
+def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = False, run_dir: str | Path | None = None,
+          allow_new_data: bool = False) -> Path:  # fmt: skip
+    """Train what ``recipe`` (TOML) describes, with ``--set``-style ``overrides``; returns the final checkpoint dir.
+    A resume refuses data whose fingerprint (source, size, content hash) differs from the run's unless ``allow_new_data``."""
+    if allow_new_data and not resume:
+        raise FastgenError("--allow-new-data only applies to --resume")
     from fastgen.data import BatchIterator, load_dataset
 
     parsed = load_recipe(recipe, overrides)
@@ -57,7 +61,7 @@ def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = F
     networks = family.build_networks()
     objective = family.objective(networks, sections.get("loss", {}))
     batches = BatchIterator(dataset, parsed.run.batch_size, seed=parsed.run.seed, drop_last=True)
-    return run_training(parsed, objective, batches, run_dir=run_dir, resume=resume)
+    return run_training(parsed, objective, batches, run_dir=run_dir, resume=resume, allow_new_data=allow_new_data)
 
 
 def check_seed(seed: int) -> int:

@@ -72,6 +72,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value: --set optim.lr=2e-4 --set run.steps=100 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory from its latest checkpoint."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Where checkpoints and logs go (default: run.out_dir/run.name)."),
+    allow_new_data: bool = typer.Option(False, "--allow-new-data", help="With --resume: continue on data other than the run's (its recorded fingerprint differs)."),
 ) -> None:
     """Train the model a recipe describes. Checkpoints (safetensors + config JSON + optimizer state) are written
     atomically every run.checkpoint_every steps; --resume continues exactly where the run stopped. Under
@@ -81,7 +82,7 @@ def train(
     from fastgen import api
     from fastgen.training.plots import plot_losses
 
-    final = api.train(recipe, set_, resume=resume, run_dir=run_dir)
+    final = api.train(recipe, set_, resume=resume, run_dir=run_dir, allow_new_data=allow_new_data)
     _say(f"final checkpoint: {final}")
     if os.environ.get("RANK", "0") == "0":  # one plot per run, not one per torchrun process
         _say(f"loss curves: {plot_losses(final.parents[1])}")
