@@ -101,17 +101,23 @@ class Interpreter:
         self._buffers: dict[str, Tensor] = {}
         self._calls_left = self.nfe if max_calls is None else max_calls
         self._last: Tensor | None = None
-        # One finiteness check per op output (a reduction and one sync per op, not per step); none while a CUDA graph is
-        # captured, where reading a value back is not allowed.
+        # Whether each op's output is finite: one reduction per op (not per step), kept on the device and read back once
+        # at the end, so the hot path gains no synchronisation; none while a CUDA graph is captured (no read-back there).
         check = not (self.device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+        finite: list[Tensor] = []
         try:
             for index, (op, prepared) in enumerate(zip(self.program.ops, self._prepared)):
                 handler = getattr(self, f"_run_{op.kind}")
                 self._write(op.out, handler(op, prepared, index))
-                if check and not bool(torch.isfinite(self._last).all()):
-                    raise FastgenError(_non_finite(index, op))
+                if check:
+                    finite.append(torch.isfinite(self._last).all())
         except _Stop:
             pass
+        if finite:
+            flags = torch.stack(finite)
+            if not bool(flags.all()):
+                first = int((~flags).nonzero()[0])
+                raise FastgenError(_non_finite(first, self.program.ops[first]))
         return self._buffers.get(self.program.output, self._last)
 
     def _write(self, name: str, value: Tensor) -> None:
