@@ -356,10 +356,8 @@ def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed:
     import numpy as np
 
     from fastgen.data import has_splits, load_dataset
-    from fastgen.metrics.evaluation import REFERENCE_SIZE, EvalResult, MetricSuite, parse_metrics
+    from fastgen.metrics.evaluation import MIN_IMAGES, REFERENCE_SIZE, EvalResult, MetricSuite, feature_bytes, parse_metrics
     from fastgen.progress import progress_bar
-
-    from fastgen.metrics.evaluation import MIN_IMAGES, feature_bytes
 
     # Every argument before any work (reference features take minutes): counts, metric names, sampler option values.
     count(n, "the number of images to evaluate (--n)", low=2)
@@ -389,8 +387,8 @@ def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed:
     else:
         reference, held_out = load_dataset(name, image.resolution, image.channels, fit, **spec), None
     chosen = parse_metrics(metrics, labelled=reference.labels is not None and held_out is not None)
-    suite = MetricSuite(reference, held_out, chosen, reference_size=REFERENCE_SIZE if reference_size is None else reference_size, device=model.device,
-                        progress=progress)  # fmt: skip
+    reference_size = REFERENCE_SIZE if reference_size is None else reference_size
+    suite = MetricSuite(reference, held_out, chosen, reference_size=reference_size, device=model.device, progress=progress)
     parts: list[dict[str, Any]] = []
     kept: list[Tensor] = []
     sampling_seconds = 0.0
