@@ -752,5 +752,5 @@ def test_a_sampler_result_is_checked_for_every_op(world20) -> None:
     model = api.load_model(world20["ddpm"])
     program = model.family.program(sampler="ddim", steps=2)
     sites = {"denoiser": lambda x, t: torch.full_like(x, float("nan"))}
-    with pytest.raises(FastgenError, match=r"program op 1 \(denoise_chain at site denoiser \(2 steps\)\) produced non-finite"):
+    with pytest.raises(FastgenError, match=r"program op 1 \(denoise_chain at site denoiser, 2 steps\) produced non-finite"):
         interpreter.sample(program, sites, 1, seed=0)

@@ -278,7 +278,7 @@ class Interpreter:
 def _non_finite(index: int, op: Any) -> str:
     """The message of a sampler whose op ``index`` made NaN/inf: which op, and what to change."""
     site = f" at site {op.site}" if isinstance(op, Call | DenoiseChain) else ""
-    steps = f" ({op.timesteps.numel()} steps)" if isinstance(op, DenoiseChain) else ""
+    steps = f", {op.timesteps.numel()} steps" if isinstance(op, DenoiseChain) else ""
     return (f"sampling diverged: program op {index} ({op.kind}{site}{steps}) produced non-finite (NaN/inf) values; "
             "check the model's weights, the sampler options and any explicit latents")
 
