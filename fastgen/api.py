@@ -25,6 +25,7 @@ from fastgen.models import parse_device as parse_device
 from fastgen.models import resolve_device as resolve_device
 from fastgen.outputs import NPY, PNG, RUN, TORCH_FILE, check_output, write_file
 from fastgen.sampling.noise import Row, check_rows, check_seed
+from fastgen.schema import all_finite, count
 from fastgen.training import load_recipe
 from fastgen.training import train as run_training
 
@@ -35,8 +36,12 @@ if TYPE_CHECKING:  # imported on use: the metrics pull in datasets and feature e
 RECIPE_SECTIONS = {"run", "optim", "model", "diffusion", "loss", "data"}
 
 
-def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = False, run_dir: str | Path | None = None) -> Path:
-    """Train what ``recipe`` (TOML) describes, with ``--set``-style ``overrides``; returns the final checkpoint dir."""
+def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = False, run_dir: str | Path | None = None,
+          allow_new_data: bool = False) -> Path:  # fmt: skip
+    """Train what ``recipe`` (TOML) describes, with ``--set``-style ``overrides``; returns the final checkpoint dir.
+    A resume refuses data whose fingerprint (source, size, content hash) differs from the run's unless ``allow_new_data``."""
+    if allow_new_data and not resume:
+        raise FastgenError("--allow-new-data only applies to --resume")
     from fastgen.data import BatchIterator, load_dataset
 
     parsed = load_recipe(recipe, overrides)
@@ -56,7 +61,7 @@ def train(recipe: str | Path, overrides: Sequence[str] = (), *, resume: bool = F
     networks = family.build_networks()
     objective = family.objective(networks, sections.get("loss", {}))
     batches = BatchIterator(dataset, parsed.run.batch_size, seed=parsed.run.seed, drop_last=True)
-    return run_training(parsed, objective, batches, run_dir=run_dir, resume=resume)
+    return run_training(parsed, objective, batches, run_dir=run_dir, resume=resume, allow_new_data=allow_new_data)
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -71,7 +76,8 @@ def sample(model: LoadedModel | Any, n: int, *, seed: int = 0, progress: bool = 
     ``model`` is a :class:`LoadedModel` or anything with its ``family``, ``sites`` and ``device`` (a runtime bundle).
     ``first_image``: the images from that index of the seed's sequence on (chunks of a larger sample are its images).
     """
-    check_sample_count(model, n)
+    latents = options.get("latents")
+    check_sample_count(model, latents.batch_size if hasattr(latents, "batch_size") else n)  # explicit latents: their batch is sampled
     check_seed(seed)
     with torch.no_grad():
         return model.family.sample(model.sites, n, seed=seed, device=model.device, progress=progress,
@@ -102,10 +108,8 @@ def sample_to_npy(model: LoadedModel | Any, n: int, path: str | Path, *, seed: i
 
     from fastgen.progress import progress_bar
 
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise FastgenError(f"chunk must be a positive integer, got {chunk!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise FastgenError(f"the number of images must be an integer ≥ 1, got {n!r}")
+    count(chunk, "chunk")
+    count(n, "the number of images")
     path = check_output(path, NPY)
     image = model.family.image
     shape = (n, image.channels, image.resolution, image.resolution)
@@ -145,8 +149,7 @@ def sampling_bytes(model: LoadedModel | Any, n: int) -> int:
 
 def check_sample_count(model: LoadedModel | Any, n: int) -> None:
     """``n`` images are a positive number that fits in the memory of the model's device (lower-bound estimate)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise FastgenError(f"the number of images must be an integer ≥ 1, got {n!r}")
+    count(n, "the number of images")
     check_fits(sampling_bytes(model, n), model.device, f"sampling {n} images",
                "ask for fewer images (several runs with different seeds give more)")  # fmt: skip
 
@@ -215,6 +218,15 @@ def load_latents(path: str | Path) -> Any:
         raise FastgenError(f"{path} is not a fastgen UDPM latents file ({type(exc).__name__}); write one with --save-latents") from None
     if not all(isinstance(tensor, Tensor) for tensor in latents.maps()):
         raise FastgenError(f"{path} is not a fastgen UDPM latents file (it holds no tensors); write one with --save-latents")
+    for index, tensor in enumerate(latents.maps()):
+        name = f"latents file {path}: map {index}"
+        if not tensor.is_floating_point():
+            raise FastgenError(f"{name} is {tensor.dtype}, not floating point; write the file with --save-latents")
+        # A crafted file can give a tiny storage a huge shape (stride 0): its size is what the file holds, not what it claims.
+        if tensor.untyped_storage().nbytes() < tensor.numel() * tensor.element_size():
+            raise FastgenError(f"{name} claims shape {list(tensor.shape)} but the file holds {tensor.untyped_storage().nbytes()} "
+                               "bytes of it (overlapping strides); write the file with --save-latents")  # fmt: skip
+        all_finite(tensor, name, "latents are normals: write the file with --save-latents")
     return latents
 
 
@@ -226,9 +238,12 @@ def upscale(model: LoadedModel, images: Tensor, scale: int, *, seed: int = 0, pr
     size = _upscale_input_size(model, scale)
     if images.dim() != 4 or tuple(images.shape[-2:]) != (size, size):
         raise FastgenError(f"×{scale} upscaling with this model needs {size}x{size} inputs, got shape {tuple(images.shape)}")
+    all_finite(images, "the low-resolution images")
     generator = seeded_generator(seed)
-    return model.family.super_resolve(model.sites, images.to(model.device), generator=generator, progress=progress,
-                                      **options)  # fmt: skip
+    upscaled = model.family.super_resolve(model.sites, images.to(model.device), generator=generator, progress=progress,
+                                          **options)  # fmt: skip
+    all_finite(upscaled, "upscaling diverged: the result", "lower the guidance (--guidance)")
+    return upscaled
 
 
 def _upscale_input_size(model: LoadedModel, scale: int) -> int:
@@ -343,17 +358,28 @@ def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed:
     import numpy as np
 
     from fastgen.data import has_splits, load_dataset
-    from fastgen.metrics.evaluation import REFERENCE_SIZE, EvalResult, MetricSuite, parse_metrics
+    from fastgen.metrics.evaluation import MIN_IMAGES, REFERENCE_SIZE, EvalResult, MetricSuite, feature_bytes, parse_metrics
     from fastgen.progress import progress_bar
 
-    if n < 2 or batch < 1:
-        raise FastgenError(f"evaluation needs n ≥ 2 images in batches of ≥ 1, got n={n}, batch={batch}")
+    # Every argument before any work (reference features take minutes): counts, metric names, sampler option values.
+    count(n, "the number of images to evaluate (--n)", low=2)
+    count(batch, "the batch (--batch)")
+    if reference_size is not None:
+        count(reference_size, "the reference size (--ref-n)", unit=" (leave it out for the default)")
+    requested = parse_metrics(metrics, labelled=True)  # names only; whether the data has labels is checked below
+    least = max(MIN_IMAGES[name] for name in requested)
+    if n < least:
+        raise FastgenError(f"{', '.join(name for name in requested if MIN_IMAGES[name] == least)} needs n ≥ {least} images, "
+                           f"got n={n}; ask for more")  # fmt: skip
+    check_fits(feature_bytes(requested, n), torch.device("cpu"), f"the features of {n} samples",
+               "evaluate fewer images (--n)")  # fmt: skip
+    check_sample_count(model, min(n, batch))
+    model.family.sampling_program(**options)  # builds and so checks every sampler option value
     spec = dict({"name": data} if isinstance(data, str) else (data if data is not None else model.data))
     name = spec.pop("name", None)
     if not name:
         raise FastgenError("this model does not record the dataset it was trained on (a bundle from an older fastgen); "
                            "name it with --data (e.g. --data digits)")  # fmt: skip
-    model.family.check_sampler_options(options)  # before minutes of reference features
     image = model.family.image
     fit = spec.pop("fit", "resize")
     if has_splits(name):
@@ -363,8 +389,8 @@ def evaluate(model: LoadedModel | Any, n: int = 1000, *, batch: int = 250, seed:
     else:
         reference, held_out = load_dataset(name, image.resolution, image.channels, fit, **spec), None
     chosen = parse_metrics(metrics, labelled=reference.labels is not None and held_out is not None)
-    suite = MetricSuite(reference, held_out, chosen, reference_size=reference_size or REFERENCE_SIZE, device=model.device,
-                        progress=progress)  # fmt: skip
+    reference_size = REFERENCE_SIZE if reference_size is None else reference_size
+    suite = MetricSuite(reference, held_out, chosen, reference_size=reference_size, device=model.device, progress=progress)
     parts: list[dict[str, Any]] = []
     kept: list[Tensor] = []
     sampling_seconds = 0.0

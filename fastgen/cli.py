@@ -72,6 +72,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value: --set optim.lr=2e-4 --set run.steps=100 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory from its latest checkpoint."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Where checkpoints and logs go (default: run.out_dir/run.name)."),
+    allow_new_data: bool = typer.Option(False, "--allow-new-data", help="With --resume: continue on data other than the run's (its recorded fingerprint differs)."),
 ) -> None:
     """Train the model a recipe describes. Checkpoints (safetensors + config JSON + optimizer state) are written
     atomically every run.checkpoint_every steps; --resume continues exactly where the run stopped. Under
@@ -81,7 +82,7 @@ def train(
     from fastgen import api
     from fastgen.training.plots import plot_losses
 
-    final = api.train(recipe, set_, resume=resume, run_dir=run_dir)
+    final = api.train(recipe, set_, resume=resume, run_dir=run_dir, allow_new_data=allow_new_data)
     _say(f"final checkpoint: {final}")
     if os.environ.get("RANK", "0") == "0":  # one plot per run, not one per torchrun process
         _say(f"loss curves: {plot_losses(final.parents[1])}")
@@ -254,11 +255,12 @@ def eval_(
     distance, class coverage, class entropy and the share of confidently classified samples. The real test split,
     scored the same way, is the floor. Reference features are computed once and cached."""
     from fastgen import api
-    from fastgen.outputs import JSON, MARKDOWN, PNG, check_output
+    from fastgen.outputs import EVAL_MARKDOWN, JSON, MARKDOWN, PNG, check_output
     from fastgen.runtime import load_for_sampling
 
-    md = md or (json_path.with_suffix(".md") if json_path is not None else None)
-    for path, kind in ((json_path, JSON), (md, MARKDOWN), (grid, PNG)):  # before any work: a bad path must not cost it
+    implied = md is None and json_path is not None  # the Markdown beside --json: it may only replace an earlier one of eval's
+    md = json_path.with_suffix(".md") if implied else md
+    for path, kind in ((json_path, JSON), (md, EVAL_MARKDOWN if implied else MARKDOWN), (grid, PNG)):  # before any work: a bad path must not cost it
         if path is not None:
             check_output(path, kind, inputs=[source])
     model = load_for_sampling(source, backend=backend, device=api.resolve_device(device), weights=weights)

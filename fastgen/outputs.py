@@ -14,7 +14,6 @@ Rules, checked before any work (:func:`check_output`):
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from fastgen import layout
 from fastgen.errors import FastgenError
+from fastgen.schema import load_json
 
 
 def _starts_with(signature: bytes) -> Callable[[Path], bool]:
@@ -35,8 +35,8 @@ def _starts_with(signature: bytes) -> Callable[[Path], bool]:
 
 def _is_json(path: Path) -> bool:
     try:
-        json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        load_json(path.read_bytes(), str(path))
+    except FastgenError:
         return False
     return True
 
@@ -59,6 +59,9 @@ class OutputKind:
 PNG = OutputKind("PNG image", False, _starts_with(b"\x89PNG\r\n\x1a\n"), ".png")
 JSON = OutputKind("JSON file", False, _is_json, ".json")
 MARKDOWN = OutputKind("Markdown file", False, Path.is_file, ".md")  # text: any existing .md file is one
+EVAL_MARKER = "<!-- fastgen eval -->"
+# An output the user did not name (eval's Markdown beside --json) replaces only what that verb wrote there before.
+EVAL_MARKDOWN = OutputKind("fastgen eval Markdown file", False, _starts_with(EVAL_MARKER.encode()), ".md")
 NPY = OutputKind("NumPy .npy file", False, _starts_with(b"\x93NUMPY"), ".npy")
 TORCH_FILE = OutputKind("torch .pt file", False, _starts_with(b"PK\x03\x04"), ".pt")  # torch.save's zip container
 BUNDLE = OutputKind("bundle", True, layout.is_bundle)

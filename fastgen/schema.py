@@ -9,7 +9,9 @@ Supported hints: dataclasses, ``str``, ``int``, ``float``, ``bool``, ``list[X]``
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -95,3 +97,85 @@ def _wrong(where: str, wanted: str, data: Any) -> str:
 def _short(data: Any) -> str:
     text = repr(data)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ------------------------------------------------------------------------------------------ the one JSON reader
+
+MAX_JSON_DEPTH = 64
+"""Nesting a fastgen JSON file may have (manifests and programs nest < 10 deep): deeper is refused before any
+recursive code (the parser, the schema walk, ``torch.tensor``) can overflow the stack."""
+MAX_JSON_BYTES = 256 * 2**20
+"""Largest JSON file fastgen reads (a program's constants of a 64×64 blur model are a few MiB)."""
+
+
+def load_json(text: str | bytes, what: str) -> Any:
+    """``text`` parsed as JSON, with its nesting and size bounded; ``what`` names it in messages ("bundle X's manifest").
+    NaN and ±Infinity are JSON extensions Python accepts: they load here and are refused by the finite checks."""
+    if len(text) > MAX_JSON_BYTES:
+        raise FastgenError(f"{what} is {len(text) / 2**20:.0f} MiB, more than the {MAX_JSON_BYTES // 2**20} MiB a fastgen "
+                           "JSON file may have; re-create it")  # fmt: skip
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FastgenError(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start}); re-create it") from None
+    depth = _nesting(text)
+    if depth > MAX_JSON_DEPTH:
+        raise FastgenError(f"{what} nests {depth} levels deep, more than the {MAX_JSON_DEPTH} a fastgen JSON file may; re-create it")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FastgenError(f"{what} is not valid JSON ({exc}); re-create it") from None
+    except RecursionError:  # unreachable after the depth check; a last guard, not a traceback
+        raise FastgenError(f"{what} nests too deeply; re-create it") from None
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket nesting of JSON ``text`` outside strings (one regex pass: no recursion, linear time)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+# ------------------------------------------------------------------------------------------ numbers that enter
+
+def finite_number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+                  low_open: bool = False) -> float:  # fmt: skip
+    """``value`` as a float, refused unless it is a finite real number in [low, high] (``low_open``: (low, high]).
+    The one check for every number that enters fastgen from a file or an option."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value):
+        raise FastgenError(f"{name} must be a finite number, got {value!r}")
+    below = low is not None and (value <= low if low_open else value < low)
+    if below or (high is not None and value > high):
+        left = "(" if low_open else "["
+        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        raise FastgenError(f"{name} must lie in {bounds}, got {value!r}")
+    return float(value)
+
+
+def count(value: Any, name: str, *, low: int = 1, high: int | None = None, unit: str = "") -> int:
+    """``value`` as an integer in [low, high]: the one check of counts and sizes (images, steps, reference images)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f"≥ {low}" if high is None else f"from {low} to {high}"
+        raise FastgenError(f"{name} must be an integer {bounds}{unit}, got {value!r}")
+    return value
+
+
+def all_finite(tensor: Any, name: str, advice: str = "every number must be finite") -> None:
+    """Refuse a tensor holding NaN or ±inf (explicit latents, a program's arrays, a sampler's result)."""
+    import torch
+
+    if tensor.is_floating_point() or tensor.is_complex():
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise FastgenError(f"{name} holds {bad} non-finite (NaN/inf) value(s); {advice}")

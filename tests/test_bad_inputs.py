@@ -288,7 +288,9 @@ DAMAGE_CASES = [
      "manifest.files must be an object"),
     ("bundle site of the wrong type", edit_manifest(lambda m: m["sites"].append(3)), "sample {bundle} --n 1",
      "manifest.sites[3] must be an object"),
-    ("bundle input dtype changed", edit_manifest(set_input("dtype", "float64")), "sample {bundle} --n 1",
+    ("bundle input dtype unknown", edit_manifest(set_input("dtype", "float64")), "sample {bundle} --n 1",
+     "manifest.sites[0].inputs[0].dtype is 'float64'"),
+    ("bundle input dtype changed", edit_manifest(set_input("dtype", "float16")), "sample {bundle} --n 1",
      "not what the udpm sampler passes"),
     ("bundle input renamed", edit_manifest(set_input("name", "image")), "sample {bundle} --n 1",
      "not what the udpm sampler passes"),
@@ -442,3 +444,313 @@ def test_sixteen_bit_pngs_decode_to_their_value_and_upscaling_warns_once(tmp_pat
         dataset = load_dataset("folder", 16, 1, path=tmp_path)
     assert len([w for w in warned if "upscaled" in str(w.message)]) == 1
     assert abs(float(dataset.images.mean())) < 0.01  # mid-grey is 0 in [-1, 1]; a saturating decode gives ≈ 1
+
+
+# --- issue 20: every number and file is untrusted input ---------------------------------------------------------------
+# One more world beside ``world``: a PDDPM run (upscaling), a DDPM bundle (chains), UDPM latents files good and crafted,
+# a grey-palette PNG, a user's Markdown notes. Cases by class of the issue; CLI and API; nothing written (snapshots,
+# the metrics cache included: FASTGEN_CACHE points into the test's folder).
+
+
+def _rehash_bundle(bundle: Path) -> None:
+    """A careful forger's bundle: every file's hash recorded again in the manifest, so only the deeper checks can tell."""
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"] = {name: sha256_file(bundle / name) for name in manifest["files"]}
+    path.write_text(json.dumps(manifest))
+
+
+def edit_program(change: Callable[[dict], None], bundle: str = "bundle") -> Callable[[Path], None]:
+    def damage(base: Path) -> None:
+        path = base / bundle / "program.json"
+        program = json.loads(path.read_text())
+        change(program)
+        path.write_text(json.dumps(program))
+        _rehash_bundle(base / bundle)
+
+    return damage
+
+
+def write_program_text(text: str) -> Callable[[Path], None]:
+    def damage(base: Path) -> None:
+        (base / "bundle/program.json").write_text(text)
+        _rehash_bundle(base / "bundle")
+
+    return damage
+
+
+def _save_latents(path: Path, change: Callable[[dict], None]) -> None:
+    data = torch.load(path.parent / "good.pt", weights_only=True)
+    change(data)
+    torch.save(data, path)
+
+
+@pytest.fixture(scope="session")
+def world20(world: dict[str, Path]) -> dict[str, Path]:
+    import numpy as np
+    from PIL import Image
+
+    base = world["base"]
+    api.train(ROOT / "train" / "pddpm_tiny.toml", ["run.steps=2", "run.checkpoint_every=2"], run_dir=base / "pddpm")
+    export_bundle(base / "ddpm", base / "ddpm_bundle")
+    latents = base / "latents"
+    latents.mkdir()
+    api.save_latents(api.sample_udpm_latents(api.load_model(world["run"]), 2)[1], latents / "good.pt")
+    _save_latents(latents / "nan.pt", lambda d: d["x_top"].fill_(float("nan")))
+    _save_latents(latents / "inf.pt", lambda d: d["noises"][1].fill_(float("inf")))
+    # 10**7 rows in a file of a few KiB: every row the same storage (stride 0).
+    _save_latents(latents / "huge.pt", lambda d: d.update(x_top=d["x_top"][:1].expand(10**7, *d["x_top"].shape[1:]),
+                                                          noises=[n[:1].expand(10**7, *n.shape[1:]) for n in d["noises"]]))
+    _save_latents(latents / "ints.pt", lambda d: d.update(x_top=d["x_top"].long()))
+    low = base / "low"
+    low.mkdir()
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4, "L").quantize(16).save(low / "palette.png")  # grey palette
+    (base / "notes" / "n.md").write_text("# my notes\n")
+    return {**world, "pddpm": base / "pddpm", "ddpm_bundle": base / "ddpm_bundle", "latents": latents, "low": low}
+
+
+ISSUE20_CLI_CASES = [
+    # 1. Non-finite numbers: in explicit latents, in options; a sampler whose result diverges.
+    ("NaN latents", "sample {run} --latents {latents}/nan.pt --out {out}/g.png", "non-finite"),
+    ("inf latents", "sample {run} --latents {latents}/inf.pt --out {out}/g.png", "non-finite"),
+    ("NaN latents, edited", "sample {run} --latents {latents}/nan.pt --perturb 2:0.5 --out {out}/g.png", "non-finite"),
+    ("infinite guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance inf", "guidance (λ) must be a finite"),
+    ("NaN guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance nan", "guidance (λ) must be a finite"),
+    ("negative guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance -1", "must lie in [0, inf]"),
+    ("guidance that diverges", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance 1e30", "upscaling diverged"),
+    ("NaN eta", "sample {ddpm} --sampler ddim --eta nan --n 1 --out {out}/g.png", "eta"),
+    ("infinite dt_s", "sample {pddpm} --dt-s inf --n 1 --out {out}/g.png", "renoise_fraction"),
+    # 2. Sizes and counts bounded before the work.
+    ("10**7 stride-0 latents rows", "sample {run} --latents {latents}/huge.pt --out {out}/g.png", "overlapping strides"),
+    ("integer latents", "sample {run} --latents {latents}/ints.pt --out {out}/g.png", "not floating point"),
+    ("eval of 10**12 images", f"eval {{ddpm}} --n {10**12} --device cpu", "GiB"),
+    ("more DDIM steps than T", "sample {ddpm} --sampler ddim --steps 1001 --n 1 --out {out}/g.png", "num_steps must be an integer in [1, 1000]"),
+    # 7. Out-of-range values refused, not remapped.
+    ("no reference images", "eval {ddpm} --ref-n 0 --device cpu", "--ref-n"),
+    ("negative reference images", "eval {ddpm} --ref-n -5 --device cpu", "--ref-n"),
+    ("no eval batch", "eval {ddpm} --batch 0 --device cpu", "--batch"),
+    ("one eval image", "eval {ddpm} --n 1 --device cpu", "--n"),
+    # 8. Every option value validated before any work (reference features take minutes).
+    ("eval with an unknown sampler", "eval {ddpm} --sampler bogus --device cpu", "unknown DDPM sampler 'bogus'"),
+    ("eval with steps but no ddim", "eval {ddpm} --steps 5 --device cpu", "only apply to the DDIM sampler"),
+    ("eval with too many DDIM steps", "eval {ddpm} --sampler ddim --steps 5000 --device cpu", "num_steps must be"),
+    ("eval precision/recall of 2 images", "eval {ddpm} --n 2 --metrics pr --device cpu", "pr needs n ≥ 4"),
+    ("eval with an unknown metric", "eval {ddpm} --metrics fid,bogus --device cpu", "unknown metric(s) bogus"),
+    # 9. Implied outputs go through the guard.
+    ("--json implies over a user's notes", "eval {ddpm} --json {notes}/n.json --n 4 --device cpu", "is not a fastgen eval Markdown file"),
+    # 10. --resume into a changed world.
+    ("--allow-new-data without --resume", "train {recipe} --run-dir {out}/r --allow-new-data", "only applies to --resume"),
+]
+
+
+AFTER_WORK = ("upscaling diverged", "sampling diverged")
+"""Errors that can only come once the sampler ran (its progress lines come first): the last line is the one error."""
+
+
+def assert_issue20_error(code: int, err: str, fragment: str) -> None:
+    if any(marker in fragment for marker in AFTER_WORK):
+        assert "Traceback" not in err, err
+        err = err.strip().splitlines()[-1]
+    assert_one_clear_line(code, err, fragment)
+
+
+def _run_issue20_case(world20, tmp_path, capsys, monkeypatch, args: str) -> tuple[int, str]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FASTGEN_CACHE", str(tmp_path / "cache"))  # reference features, the classifier: nothing may land there
+    argv = [part.format(out=tmp_path, **world20) for part in shlex.split(args)]
+    return run_cli([*argv, *(["--device", "cpu"] if argv[0] in ("sample", "upscale") else [])], capsys, monkeypatch)
+
+
+@pytest.mark.parametrize(("args", "fragment"), [case[1:] for case in ISSUE20_CLI_CASES], ids=[case[0] for case in ISSUE20_CLI_CASES])
+def test_issue20_cli_bad_input_is_one_line_and_writes_nothing(world20, tmp_path, capsys, monkeypatch, args: str, fragment: str) -> None:
+    before, outside = snapshot(world20["base"]), snapshot(tmp_path)
+    code, err = _run_issue20_case(world20, tmp_path, capsys, monkeypatch, args)
+    assert_issue20_error(code, err, fragment)
+    assert snapshot(world20["base"]) == before, "the bad input changed a run, a bundle or a file"
+    assert snapshot(tmp_path) == outside, "the bad input wrote something (an output, or reference features to the cache)"
+
+
+def swap_dataset_content(base: Path) -> None:
+    """Nothing to damage: the case resumes the run with the same number of images, preprocessed differently."""
+
+
+def rehash_nested(base: Path) -> None:
+    checkpoint = base / "udpm/checkpoints" / STEP
+    (checkpoint / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    rehash(checkpoint)
+
+
+def program_1e999(base: Path) -> None:
+    path = base / "bundle/program.json"
+    program = json.loads(path.read_text())
+    program["ops"][0]["scale"] = 12345.0
+    path.write_text(json.dumps(program).replace("12345.0", "1e999"))  # JSON's own spelling of a number no float holds
+    _rehash_bundle(base / "bundle")
+
+
+ISSUE20_DAMAGE_CASES = [
+    # 1. Non-finite program constants (NaN, and 1e999, which JSON readers parse as inf); a finite constant whose result is not.
+    ("NaN program constant", edit_program(lambda p: p["ops"][0].update(scale=float("nan"))), "sample {bundle} --n 1",
+     "scale must be a finite number, got nan"),
+    ("1e999 program constant", program_1e999, "sample {bundle} --n 1", "scale must be a finite number, got inf"),
+    ("NaN in a program array", edit_program(lambda p: p["ops"][2]["taps"][0].__setitem__(0, float("nan"))), "sample {bundle} --n 1",
+     "taps holds 1 non-finite"),
+    ("finite constant, infinite result", edit_program(lambda p: p["ops"][0].update(scale=1e300)), "sample {bundle} --n 1",
+     "sampling diverged: program op 0 (noise)"),
+    # 2. A chain longer than the model's T, timesteps outside it, buffers larger than the images.
+    ("1001-step chain for T = 1000", edit_program(lambda p: [p["ops"][1][key].append(p["ops"][1][key][-1])
+                                                             for key in ("timesteps", "noise", "a", "b", "p", "q", "r", "s")],
+                                                  "ddpm_bundle"), "sample {ddpm_bundle} --n 1", "runs 1001 steps; a 1000-step model"),
+    ("timestep beyond T", edit_program(lambda p: p["ops"][1]["timesteps"].__setitem__(0, 5000.0), "ddpm_bundle"),
+     "sample {ddpm_bundle} --n 1", "timesteps in [0, 999]"),
+    ("a buffer nothing reads, huge", edit_program(lambda p: p["buffers"].update(big=[1, 40000, 40000])), "sample {bundle} --n 1",
+     "buffer 'big' [1, 40000, 40000] is larger"),
+    ("a buffer whose size overflows int64", edit_program(lambda p: p["buffers"].update(big=[2**40, 2**40, 2**40])),
+     "sample {bundle} --n 1", "program buffers must map names to shapes"),
+    # 3. Deeply nested JSON.
+    ("manifest nested 300k levels", lambda base: (base / "bundle/manifest.json").write_text("[" * 300_000 + "]" * 300_000),
+     "sample {bundle} --n 1", "nests 300000 levels deep"),
+    ("program nested 300k levels", write_program_text("[" * 300_000 + "]" * 300_000), "sample {bundle} --n 1",
+     "program nests 300000 levels deep"),
+    ("checkpoint config nested", rehash_nested, "sample {run} --n 1", "nests 100000 levels deep"),
+    # 6. A program that disagrees with its manifest.
+    ("program output 8×8 in a 16×16 bundle", edit_program(lambda p: p.update(output="x_1")), "sample {bundle} --n 1",
+     "makes images of shape [1, 8, 8], but the manifest declares [1, 16, 16]"),
+    ("program calls a site the manifest lacks", edit_program(lambda p: p["ops"][1].update(site="level_9")), "sample {bundle} --n 1",
+     "calls site 'level_9', which the manifest does not list"),
+    ("program calls a site at another size", edit_program(lambda p: p["ops"][1].update(site="level_1")), "sample {bundle} --n 1",
+     "but the manifest's site takes"),
+    ("program out of the bundle", edit_manifest(lambda m: m.update(program="../outside.json")), "sample {bundle} --n 1",
+     "not a file of it"),
+    # 7. Every manifest enum.
+    ("precision fp8", edit_manifest(lambda m: m.update(precision="fp8")), "sample {bundle} --n 1",
+     "manifest.precision is 'fp8'"),
+    ("an unknown output dtype", edit_manifest(lambda m: m["sites"][0]["output"].update(dtype="float8")), "sample {bundle} --n 1",
+     "manifest.sites[0].output.dtype is 'float8'"),
+    ("another normalisation", edit_manifest(lambda m: m["normalization"].update(range=[0.0, 1.0])), "sample {bundle} --n 1",
+     "manifest.normalization"),
+    # 10. Resume into a changed world: the same number of images, other content.
+    ("resume on other data", swap_dataset_content, "train {recipe} --run-dir {run} --resume --set run.steps=3 --set data.fit=pad",
+     "trained on other data"),
+]
+
+
+@pytest.mark.parametrize(("damage", "args", "fragment"), [case[1:] for case in ISSUE20_DAMAGE_CASES],
+                         ids=[case[0] for case in ISSUE20_DAMAGE_CASES])  # fmt: skip
+def test_issue20_crafted_bundles_and_runs_are_one_line(world20, tmp_path, capsys, monkeypatch, damage, args: str, fragment: str) -> None:
+    base = Path(shutil.copytree(world20["base"], tmp_path / "copy", symlinks=True))
+    damage(base)
+    before = snapshot(base)
+    monkeypatch.chdir(tmp_path)
+    paths = {"base": base, "run": base / "udpm", "bundle": base / "bundle", "ddpm_bundle": base / "ddpm_bundle",
+             "recipe": world20["recipe"]}  # fmt: skip
+    argv = [part.format(**paths) for part in shlex.split(args)]
+    code, err = run_cli([*argv, *(["--device", "cpu"] if argv[0] == "sample" else [])], capsys, monkeypatch)
+    assert_issue20_error(code, err, fragment)
+    assert snapshot(base) == before
+
+
+def _grey_images(n: int) -> torch.Tensor:
+    return torch.zeros(n, 1, 8, 8)
+
+
+ISSUE20_API_CASES = [
+    ("NaN latents", lambda w: api.load_latents(w["latents"] / "nan.pt"), "non-finite"),
+    ("stride-0 latents", lambda w: api.load_latents(w["latents"] / "huge.pt"), "overlapping strides"),
+    ("eval of 10**12 images", lambda w: api.evaluate(api.load_model(w["ddpm"]), 10**12), "GiB"),
+    ("eval --ref-n 0", lambda w: api.evaluate(api.load_model(w["ddpm"]), 8, reference_size=0), "reference size"),
+    ("eval --ref-n -5", lambda w: api.evaluate(api.load_model(w["ddpm"]), 8, reference_size=-5), "reference size"),
+    ("eval of a bogus sampler", lambda w: api.evaluate(api.load_model(w["ddpm"]), 8, sampler="bogus"), "unknown DDPM sampler"),
+    ("eval pr of 2 images", lambda w: api.evaluate(api.load_model(w["ddpm"]), 2, metrics="pr"), "needs n ≥ 4"),
+    ("upscale NaN guidance", lambda w: api.upscale(api.load_model(w["pddpm"]), _grey_images(1), 2, guidance=float("nan")),
+     "finite"),
+    ("upscale a NaN image", lambda w: api.upscale(api.load_model(w["pddpm"]), _grey_images(1).fill_(float("nan")), 2),
+     "low-resolution images holds 64 non-finite"),
+    ("upscale that diverges", lambda w: api.upscale(api.load_model(w["pddpm"]), _grey_images(1), 2, guidance=1e30),
+     "upscaling diverged"),
+    ("sample explicit latents too many for memory", lambda w: api.sample(api.load_model(w["run"]), 1, latents=_many_latents(w)),
+     "GiB"),
+    ("resume --allow-new-data without --resume", lambda w: api.train(w["recipe"], [], run_dir=w["base"] / "new", allow_new_data=True),
+     "only applies to --resume"),
+    ("a deeply nested program", lambda w: __import__("fastgen.sampling.program").sampling.program.Program.from_json("[" * 10**5),
+     "nests 100000 levels"),
+    ("a program constant of 1e999", lambda w: _program_with_text(w, "1e999"), "finite number"),
+]
+
+
+def _many_latents(world20):
+    """Valid latents of a batch no memory holds (a view: nothing is allocated)."""
+    latents = api.load_latents(world20["latents"] / "good.pt")
+    return type(latents)(latents.x_top[:1].expand(10**9, *latents.x_top.shape[1:]),
+                         tuple(n[:1].expand(10**9, *n.shape[1:]) for n in latents.noises))  # fmt: skip
+
+
+def _program_with_text(world20, number: str):
+    from fastgen.sampling.program import Program
+
+    text = (world20["bundle"] / "program.json").read_text()
+    data = json.loads(text)
+    data["ops"][0]["scale"] = 12345.0
+    return Program.from_json(json.dumps(data).replace("12345.0", number))
+
+
+@pytest.mark.parametrize(("call", "fragment"), [case[1:] for case in ISSUE20_API_CASES], ids=[case[0] for case in ISSUE20_API_CASES])
+def test_issue20_api_bad_input_is_a_fastgen_error_and_writes_nothing(world20, tmp_path, monkeypatch, call, fragment: str) -> None:
+    monkeypatch.setenv("FASTGEN_CACHE", str(tmp_path / "cache"))
+    before = snapshot(world20["base"])
+    with pytest.raises(FastgenError) as error:
+        call(world20)
+    assert fragment in str(error.value)
+    assert "\n" not in str(error.value)
+    assert snapshot(world20["base"]) == before
+    assert not (tmp_path / "cache").exists()
+
+
+def test_no_verify_skips_hashing_only(world20, tmp_path) -> None:
+    """load_bundle(verify=False): an altered file is read (no hashes), a name out of the bundle never is."""
+    from fastgen.runtime import load_bundle
+
+    base = Path(shutil.copytree(world20["base"], tmp_path / "copy", symlinks=True))
+    shutil.copy(base / "bundle/level_1.onnx", base / "outside.onnx")
+    edit_manifest(lambda m: m["sites"][0].update(file="../outside.onnx"))(base)
+    with pytest.raises(FastgenError, match="not a file of it"):
+        load_bundle(base / "bundle", verify=False)
+    edit_manifest(lambda m: m["sites"][0].update(file="level_1.onnx"))(base)
+    edit_program(lambda p: p.update(output="x_1"))(base)
+    with pytest.raises(FastgenError, match="manifest declares"):
+        load_bundle(base / "bundle", verify=False)
+
+
+def test_int8_precision_is_a_known_enum() -> None:
+    from fastgen.export.manifest import Manifest
+    from tests.test_fuzz_readers import VALID_MANIFEST
+
+    assert Manifest.from_dict({**VALID_MANIFEST, "precision": "int8"}).precision == "int8"
+    with pytest.raises(FastgenError, match="one of fp32, fp16, bf16, int8"):
+        Manifest.from_dict({**VALID_MANIFEST, "precision": "fp8"})
+
+
+def test_what_the_checks_must_not_refuse(world20, tmp_path, capsys, monkeypatch) -> None:
+    """A grey-palette PNG upscales (it was refused as RGB); a resume on the same data, and on other data with
+    --allow-new-data, continues; a second eval --json replaces its own Markdown."""
+    code, err = _run_issue20_case(world20, tmp_path, capsys, monkeypatch, "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png")
+    assert code == 0, err
+    assert (tmp_path / "u.png").is_file()
+    base = Path(shutil.copytree(world20["base"], tmp_path / "copy", symlinks=True))
+    for extra in ([], ["--set", "data.fit=pad", "--allow-new-data"]):
+        steps = 3 if not extra else 4
+        code, err = run_cli(["train", str(world20["recipe"]), "--run-dir", str(base / "udpm"), "--resume",
+                             "--set", f"run.steps={steps}", "--set", f"run.checkpoint_every={steps}", *extra], capsys, monkeypatch)  # fmt: skip
+        assert code == 0, err
+        assert (base / "udpm/checkpoints" / f"step_{steps:06d}").is_dir()
+
+
+def test_a_sampler_result_is_checked_for_every_op(world20) -> None:
+    """The interpreter names the op whose output turned non-finite (here a site that answers NaN)."""
+    from fastgen.sampling import interpreter
+
+    model = api.load_model(world20["ddpm"])
+    program = model.family.program(sampler="ddim", steps=2)
+    sites = {"denoiser": lambda x, t: torch.full_like(x, float("nan"))}
+    with pytest.raises(FastgenError, match=r"program op 1 \(denoise_chain at site denoiser, 2 steps\) produced non-finite"):
+        interpreter.sample(program, sites, 1, seed=0)

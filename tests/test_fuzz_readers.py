@@ -138,3 +138,92 @@ def test_any_bytes_as_recipe_and_manifest_files(tmp_path_factory: pytest.TempPat
     (folder / "manifest.json").write_bytes(content)
     only_fastgen_errors(load_recipe, folder / "recipe.toml")
     only_fastgen_errors(lambda path: read_manifest(path, verify=False), folder)
+
+
+# --- nesting depth, sizes and non-finite numbers (issue 20) ------------------------------------------------------------
+
+NON_FINITE = st.sampled_from([float("nan"), float("inf"), -float("inf")])
+HUGE = st.sampled_from([2**31, 2**40, 2**63, 2**64 + 1, 10**30, 1e308, -(2**63)])
+
+
+@st.composite
+def nested_text(draw: st.DrawFn) -> str:
+    """JSON text nested 1 … 300 000 levels (lists or objects), closed, unclosed or with a valid tail inside."""
+    depth = draw(st.integers(1, 300_000))
+    opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
+    inner = draw(st.sampled_from(["", "1", "NaN", "1e999", '"x"', "[]"]))
+    closed = draw(st.booleans())
+    if opener == "[" or inner:
+        return opener * depth + (inner or "0") + (closer * depth if closed else "")
+    return opener * depth + "0" + (closer * depth if closed else "")
+
+
+@st.composite
+def with_number(draw: st.DrawFn, valid: dict, numbers: st.SearchStrategy) -> dict:
+    """``valid`` with one numeric leaf (anywhere, in lists too) replaced by one of ``numbers``."""
+    data = copy.deepcopy(valid)
+    places = []
+
+    def walk(node) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in items:
+            if isinstance(child, bool):
+                continue
+            if isinstance(child, int | float):
+                places.append((node, key))
+            elif isinstance(child, dict | list):
+                walk(child)
+
+    walk(data)
+    node, key = draw(st.sampled_from(places))
+    node[key] = draw(numbers)
+    return data
+
+
+@FUZZ
+@given(nested_text())
+def test_deeply_nested_json_files(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+    folder = tmp_path_factory.mktemp("nested")
+    (folder / "manifest.json").write_text(text)
+    only_fastgen_errors(lambda path: read_manifest(path, verify=False), folder)
+    only_fastgen_errors(Program.from_json, text)
+    with pytest.raises(FastgenError):  # nothing nested this deep is a manifest or a program
+        Program.from_json(text)
+
+
+@FUZZ
+@given(with_number(VALID_PROGRAM, NON_FINITE))
+def test_non_finite_program_numbers_are_refused(data) -> None:
+    with pytest.raises(FastgenError):  # every number of a program is read; none may be non-finite
+        Program.from_dict(data)
+
+
+@FUZZ
+@given(with_number(VALID_PROGRAM, HUGE) | with_number(VALID_PROGRAM, NON_FINITE) | mutated(VALID_PROGRAM))
+def test_a_program_against_its_manifest(data) -> None:
+    """What opening a bundle does with its program: parse, then check it against the manifest's images and sites."""
+    from fastgen.runtime import check_program
+
+    manifest = Manifest.from_dict(VALID_MANIFEST)
+    family = build_family(ModelConfig.from_dict(manifest.model))
+    only_fastgen_errors(lambda d: check_program(Path("bundle"), manifest, family, Program.from_dict(d)), data)
+
+
+@FUZZ
+@given(with_number(VALID_MANIFEST, HUGE | NON_FINITE))
+def test_huge_and_non_finite_manifest_numbers(data) -> None:
+    only_fastgen_errors(read_bundle_description, data)
+
+
+@FUZZ
+@given(st.lists(st.integers(-3, 2**64), min_size=0, max_size=6))
+def test_program_buffer_sizes_are_bounded(shape) -> None:
+    data = copy.deepcopy(VALID_PROGRAM)
+    data["buffers"]["extra"] = shape
+    try:
+        program = Program.from_dict(data)
+    except FastgenError:
+        return
+    import math
+
+    assert math.prod(program.buffers["extra"]) <= 2**31

@@ -222,7 +222,7 @@ def _broken(edit) -> dict:
         (lambda d: d["ops"].append({"op": "teleport"}), r"program op 2: unknown op 'teleport'; known: noise, call"),
         (lambda d: d["ops"][1].pop("s"), r"program op 1 \(denoise_chain\): missing field 's'"),
         (lambda d: d["ops"][1].update(p=[1.0]), r"program op 1 \(denoise_chain\): p has shape \[1\], expected \[4\]"),
-        (lambda d: d["ops"][0].update(scale="big"), r"program op 0 \(noise\): scale must be a number"),
+        (lambda d: d["ops"][0].update(scale="big"), r"program op 0 \(noise\): scale must be a finite number"),
         (lambda d: d["ops"][0].update(colour=1), r"program op 0 \(noise\): unknown field\(s\) colour"),
         (lambda d: d["ops"][1].update(step="heun"), "unknown step 'heun'"),
         (lambda d: d["ops"][1].update(x="y"), "buffer 'y' is not declared"),

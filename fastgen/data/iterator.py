@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -12,6 +13,23 @@ from fastgen.data.dataset import ImageDataset
 from fastgen.errors import FastgenError
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
+
+
+FINGERPRINT_IMAGES = 256
+"""Images (evenly spaced) whose bytes a data fingerprint hashes: cheap for any dataset size, and any edit of a real
+dataset (another dataset, other preprocessing, another folder) changes them."""
+
+
+def data_fingerprint(dataset: Any) -> dict[str, Any]:
+    """What a run records about its data so that a resume can tell it is the same: source, size and a content hash."""
+    images = getattr(dataset, "images", None)
+    digest = hashlib.sha256(f"{len(dataset)}".encode())
+    if isinstance(images, torch.Tensor):
+        chosen = images[torch.linspace(0, len(images) - 1, min(len(images), FINGERPRINT_IMAGES)).long()]
+        digest.update(f"{chosen.dtype}{tuple(images.shape)}".encode())
+        digest.update(chosen.detach().cpu().contiguous().numpy().tobytes())
+    info = getattr(dataset, "info", None)
+    return {"source": str(getattr(info, "source", type(dataset).__name__)), "images": len(dataset), "sha256": digest.hexdigest()}
 
 
 class BatchIterator(Iterator[Batch]):
@@ -39,6 +57,7 @@ class BatchIterator(Iterator[Batch]):
         self.drop_last = drop_last
         self.epoch = 0
         self.position = 0  # batches already taken in the current epoch
+        self.fingerprint = data_fingerprint(dataset)
         self._order: tuple[int, torch.Tensor] | None = None  # (epoch, its permutation), computed once per epoch
 
     @property
@@ -71,13 +90,20 @@ class BatchIterator(Iterator[Batch]):
             "batch_size": self.batch_size,
             "dataset_size": len(self.dataset),
             "drop_last": self.drop_last,
+            "data": self.fingerprint,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from ``state``; the seed, batch size, dataset size and drop_last must match this iterator's."""
         expected = self.state_dict()
-        if set(state) != set(expected):
+        if set(state) - {"data"} != set(expected) - {"data"}:  # states of an older fastgen have no fingerprint
             raise FastgenError(f"not a BatchIterator state: keys {sorted(state)}, expected {sorted(expected)}")
+        saved = state.get("data", self.fingerprint)
+        if not isinstance(saved, dict) or saved.get("sha256") != self.fingerprint["sha256"]:
+            was = f"{saved.get('source')!r}, {saved.get('images')} images" if isinstance(saved, dict) else repr(saved)
+            raise FastgenError(f"the run was trained on other data ({was}; now {self.fingerprint['source']!r}, "
+                               f"{self.fingerprint['images']} images, different content); resume with the same data, "
+                               "or pass --allow-new-data to continue on this data")  # fmt: skip
         settings = ("seed", "batch_size", "dataset_size", "drop_last")
         different = {key: (state[key], expected[key]) for key in settings if state[key] != expected[key]}
         if different:

@@ -139,6 +139,16 @@ def image_files_under(root: Path) -> list[Path]:
     return files
 
 
+def _is_grey(image: Image.Image) -> bool:
+    """A grey mode, or a palette image whose colours are all grey (how some tools store grey PNGs)."""
+    if image.mode in _GREY_MODES:
+        return True
+    if image.mode not in ("P", "PA"):
+        return False
+    used = [colour for count, colour in image.convert("RGB").getcolors(maxcolors=256) or []]
+    return bool(used) and all(r == g == b for r, g, b in used)
+
+
 def decode_image(file: Path) -> np.ndarray:
     """One image as a ``[1, H, W, C]`` array, C = 1 for grey images and 3 otherwise: uint8, or float32 in [0, 1]
     for 16-bit grey images."""
@@ -148,7 +158,7 @@ def decode_image(file: Path) -> np.ndarray:
         if upright.mode in _DEEP_GREY_MODES:
             pixels = np.clip(np.asarray(upright, dtype=np.float32) / _DEEP_GREY_MAX, 0, 1)
         else:
-            pixels = np.asarray(upright.convert("L" if upright.mode in _GREY_MODES else "RGB"))
+            pixels = np.asarray(upright.convert("L" if _is_grey(upright) else "RGB"))
     return pixels.reshape(1, pixels.shape[0], pixels.shape[1], -1)
 
 

@@ -34,6 +34,7 @@ from torch import Tensor
 from fastgen.diffusion import ddpm
 from fastgen.diffusion.ddpm import DiffusionSchedule, Predictor
 from fastgen.errors import FastgenError
+from fastgen.schema import finite_number
 
 NUM_FREQUENCIES = 6
 """L of paper eq. 7: frequencies 2^k·π for k < L, so the encoding has 2·2·L channels."""
@@ -294,8 +295,7 @@ def sample_super_resolution(
             f"measurement must be {resolutions[0]}x{resolutions[0]} (the first resolution), "
             f"got {tuple(measurement.shape[-2:])}"
         )
-    if not guidance_scale >= 0:
-        raise FastgenError(f"guidance_scale must be non-negative, got {guidance_scale}")
+    finite_number(guidance_scale, "guidance (λ)", low=0)
     restart = _ccdf_restart(schedule, fine_steps, renoise_fraction)
 
     def guidance(x0_hat: Tensor) -> Tensor:

@@ -23,13 +23,17 @@ from fastgen.families import TensorSpec
 from fastgen.integrity import contained_file, sha256_file
 from fastgen.layout import MANIFEST_FILE
 from fastgen.sampling.program import Program
-from fastgen.schema import check_schema
+from fastgen.schema import check_schema, load_json
 
 FORMAT = "fastgen-bundle"
 FORMAT_VERSION = 2  # 2: the sampling program (program.json)
 PROGRAM_FILE = "program.json"
 # Images cross every bundle boundary as float NCHW in [-1, 1]; to 8 bit: round((x + 1) * 127.5), clamped.
 NORMALIZATION = {"layout": "NCHW", "range": [-1.0, 1.0], "to_uint8": "clamp(round((x + 1) * 127.5), 0, 255)"}
+# Every enum of a manifest, checked on read (an unknown value is refused, never run as something else). int8: QDQ-quantised
+# graphs with float32 inputs and outputs.
+ENUMS: dict[str, tuple[str, ...]] = {"precision": ("fp32", "fp16", "bf16", "int8"), "flavour": ("tensorrt", "tensorrt_rtx"),
+                                     "dtype": ("float32", "float16", "bfloat16")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class Manifest:
             raise FastgenError(f"bundle format version {version!r} is not supported (this fastgen reads version {FORMAT_VERSION}); "
                                "re-export the bundle with this fastgen, or use the fastgen that wrote it")  # fmt: skip
         check_schema(data, cls, "manifest")  # every field of the right type before any is used
+        _check_enums(data)
         try:
             fields = dict(data)
             fields.pop("format"), fields.pop("format_version")
@@ -121,6 +126,25 @@ class Manifest:
             return cls(**fields)
         except (KeyError, TypeError) as exc:
             raise FastgenError(f"manifest is malformed ({type(exc).__name__}: {exc}); re-export the bundle") from None
+
+
+def _check_enums(data: Mapping[str, Any]) -> None:
+    """Every enum-valued field holds a known value, and the normalisation is the one every runtime applies."""
+    values = [("manifest.precision", "precision", data["precision"])]
+    for index, site in enumerate(data["sites"]):
+        where = f"manifest.sites[{index}]"
+        specs = [(f"{where}.inputs[{i}]", spec) for i, spec in enumerate(site["inputs"])] + [(f"{where}.output", site["output"])]
+        values += [(f"{place}.dtype", "dtype", spec.get("dtype", "float32")) for place, spec in specs]
+        if site.get("engine") is not None:
+            values.append((f"{where}.engine.flavour", "flavour", site["engine"]["flavour"]))
+    for place, enum, value in values:
+        if value not in ENUMS[enum]:
+            raise FastgenError(f"{place} is {value!r}, which this fastgen does not know; it must be one of "
+                               f"{', '.join(ENUMS[enum])}: re-export the bundle")  # fmt: skip
+    normalization = data.get("normalization", NORMALIZATION)
+    if normalization != NORMALIZATION:
+        raise FastgenError(f"manifest.normalization is {normalization!r}; every runtime maps images as {NORMALIZATION!r}: "
+                           "re-export the bundle")  # fmt: skip
 
 
 def _spec(data: Mapping[str, Any]) -> TensorSpec:
@@ -150,15 +174,24 @@ def read_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         raise FastgenError(f"{directory} is not a bundle (no {MANIFEST_FILE}); make one with `fastgen export CHECKPOINT {directory}`")
     contained_file(directory, MANIFEST_FILE, f"bundle {directory}")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_bytes()
+    except OSError as exc:
         raise FastgenError(f"{path} is not readable JSON ({exc}); re-export the bundle") from None
+    data = load_json(text, f"{path} (not readable JSON)")
     if not isinstance(data, dict):
         raise FastgenError(f"{path} does not hold a JSON object; re-export the bundle")
     manifest = Manifest.from_dict(data)
+    for name in sorted(named_files(manifest) | set(manifest.files)):  # without verify too: hashing is what it skips
+        contained_file(directory, name, f"bundle {directory}")
     if verify:
         verify_files(directory, manifest)
     return manifest
+
+
+def named_files(manifest: Manifest) -> set[str]:
+    """The files a bundle's sites and program name."""
+    named = {site.file for site in manifest.sites} | {site.engine.file for site in manifest.sites if site.engine}
+    return named | {manifest.program}
 
 
 def read_program(directory: str | Path, manifest: Manifest) -> Program:
@@ -173,9 +206,7 @@ def read_program(directory: str | Path, manifest: Manifest) -> Program:
 
 def verify_files(directory: Path, manifest: Manifest) -> None:
     """Every file the manifest lists (and every file a site names) is present and has its recorded SHA-256."""
-    named = {site.file for site in manifest.sites} | {site.engine.file for site in manifest.sites if site.engine}
-    named.add(manifest.program)
-    unlisted = sorted(named - set(manifest.files))
+    unlisted = sorted(named_files(manifest) - set(manifest.files))
     if unlisted:
         raise FastgenError(f"bundle {directory}: manifest lists no hash for {', '.join(unlisted)}; re-export the bundle")
     for name, expected in manifest.files.items():

@@ -25,9 +25,9 @@ from fastgen.data import ImageDataset
 from fastgen.errors import FastgenError
 from fastgen.metrics.cache import cache_dir, content_hash
 from fastgen.metrics.classifier import class_statistics, load_or_train_classifier
-from fastgen.metrics.distribution import kernel_distance, precision_recall
+from fastgen.metrics.distribution import PR_NEIGHBOURS, kernel_distance, precision_recall
 from fastgen.metrics.fid import FIDStatistics, frechet_distance, inception_features
-from fastgen.outputs import JSON, MARKDOWN, NPY, write_file
+from fastgen.outputs import EVAL_MARKER, JSON, MARKDOWN, NPY, write_file
 from fastgen.progress import progress_bar
 
 METRICS = ("fid", "kid", "pr", "classifier")
@@ -80,6 +80,16 @@ def parse_metrics(metrics: str | Sequence[str] | None, labelled: bool) -> tuple[
         raise FastgenError("the classifier metrics need a labelled dataset with a test split (digits, fashion-mnist); "
                            "leave classifier out of --metrics")  # fmt: skip
     return tuple(name for name in METRICS if name in names)
+
+
+MIN_IMAGES = {"fid": 2, "kid": 2, "pr": PR_NEIGHBOURS + 1, "classifier": 2}
+"""Fewest samples each metric can score (precision/recall: each sample needs k other samples)."""
+_INCEPTION_FEATURE_BYTES = 2048 * 8  # pool3 features, float64
+
+
+def feature_bytes(metrics: Sequence[str], n: int) -> int:
+    """Lower bound of the host memory the features of ``n`` samples take for ``metrics`` (kept until scored)."""
+    return n * _INCEPTION_FEATURE_BYTES if any(name in INCEPTION_METRICS for name in metrics) else 0
 
 
 def _subset(dataset: ImageDataset, size: int | None) -> Tensor:
@@ -231,7 +241,7 @@ class EvalResult:
         return data
 
     def markdown(self) -> str:
-        lines = [f"### {self.title()}", "", f"| score (↓ lower / ↑ higher is better) | model | real test split ({self.floor_n} images) |",
+        lines = [EVAL_MARKER, f"### {self.title()}", "", f"| score (↓ lower / ↑ higher is better) | model | real test split ({self.floor_n} images) |",
                  "|---|---|---|"]  # fmt: skip
         lines += [f"| {label} | {model} | {floor} |" for label, model, floor in self.rows()]
         lines += ["", f"Sampling: {self.sampling_seconds:.1f} s for {self.n} images."]

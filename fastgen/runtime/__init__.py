@@ -8,6 +8,7 @@ gives networks that were never bundled the same sites (``fastgen bench --backend
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,10 @@ from fastgen.export.onnx_export import export_site
 from fastgen.export.onnx_export import precision as precision_of
 from fastgen.export.tensorrt import TensorRTEngine, cuda_capability
 from fastgen.families import CallSite, Family, ModelConfig, TensorSpec, build_family
+from fastgen.integrity import contained_file
 from fastgen.models import LoadedModel, load_model, parse_device
 from fastgen.runtime.backends import BACKENDS, Backend, BundleSite, check_site_inputs
+from fastgen.sampling.program import Call, DenoiseChain, Program
 
 BACKEND_NAMES = (*BACKENDS, "torch")
 
@@ -68,7 +71,7 @@ def load_bundle(directory: str | Path, *, backend: str = "onnxruntime", device: 
         return load_model(checkpoint, device=device, weights=manifest.source.get("weights", "ema"))
     family = build_family(ModelConfig.from_dict(manifest.model))
     check_bundle_sites(directory, manifest, family)
-    family.default_program = read_program(directory, manifest)
+    family.default_program = check_program(directory, manifest, family, read_program(directory, manifest))
     return Bundle(directory, manifest, family, open_sites(directory, manifest.sites, backend, device), device, backend)
 
 
@@ -87,10 +90,47 @@ def check_bundle_sites(directory: Path, manifest: Manifest, family: Family) -> N
             raise FastgenError(f"bundle {directory}: site {name}'s inputs/output in the manifest ({_specs(record.inputs)} → "
                                f"{_specs([record.output])}) are not what the {family.name} sampler passes "
                                f"({_specs(site.inputs)} → {_specs([site.output])}); re-export the bundle")  # fmt: skip
-        for location in sorted(_external_data(directory / record.file)):
+        for location in sorted(_external_data(contained_file(directory, record.file, f"bundle {directory}"))):
             if location not in manifest.files:
                 raise FastgenError(f"bundle {directory}: {record.file} loads external data from {location!r}, which the "
                                    "manifest does not list; it will not be loaded: re-export the bundle")  # fmt: skip
+
+
+def check_program(directory: Path, manifest: Manifest, family: Family, program: Program) -> Program:
+    """``program`` agrees with the manifest it came with: it makes the images the manifest declares, its buffers are no
+    larger than those images, and every network call is one of the manifest's sites with that site's input and output
+    shapes (a chain: at most T steps, timesteps in [0, T - 1], T from the site's timestep input)."""
+    where = f"bundle {directory}: its program"
+    image = (family.image.channels, family.image.resolution, family.image.resolution)
+    if program.buffers[program.output] != image:
+        raise FastgenError(f"{where} makes images of shape {list(program.buffers[program.output])}, but the manifest declares "
+                           f"{list(image)}; re-export the bundle")  # fmt: skip
+    for name, shape in program.buffers.items():
+        if math.prod(shape) > math.prod(image):
+            raise FastgenError(f"{where}'s buffer {name!r} {list(shape)} is larger than the {list(image)} images it makes; "
+                               "re-export the bundle")  # fmt: skip
+    records = {record.name: record for record in manifest.sites}
+    for index, op in enumerate(program.ops):
+        if not isinstance(op, Call | DenoiseChain):
+            continue
+        place = f"{where}'s op {index} ({op.kind})"
+        record = records.get(op.site)
+        if record is None:
+            raise FastgenError(f"{place} calls site {op.site!r}, which the manifest does not list; re-export the bundle")
+        timestep = isinstance(op, DenoiseChain)
+        given = [(program.buffers[op.x], "float32"), *([((), "float32")] if timestep else [])]
+        taken = [(tuple(spec.shape), spec.dtype) for spec in record.inputs]
+        made = (tuple(record.output.shape), record.output.dtype)
+        if given != taken or made != (program.buffers[op.out], "float32"):
+            raise FastgenError(f"{place} passes {op.site} {given} → {program.buffers[op.out]}, but the manifest's site takes "
+                               f"{taken} → {made[0]}; re-export the bundle")  # fmt: skip
+        if timestep:
+            steps = int(record.inputs[1].max_value) + 1
+            timesteps = op.timesteps
+            if timesteps.numel() > steps or not bool(((timesteps >= 0) & (timesteps < steps) & (timesteps == timesteps.round())).all()):
+                raise FastgenError(f"{place} runs {timesteps.numel()} steps; a {steps}-step model takes at most {steps} "
+                                   f"integer timesteps in [0, {steps - 1}]: re-export the bundle")  # fmt: skip
+    return program
 
 
 def _specs(specs: Iterable[TensorSpec]) -> str:

@@ -101,12 +101,23 @@ class Interpreter:
         self._buffers: dict[str, Tensor] = {}
         self._calls_left = self.nfe if max_calls is None else max_calls
         self._last: Tensor | None = None
+        # Whether each op's output is finite: one reduction per op (not per step), kept on the device and read back once
+        # at the end, so the hot path gains no synchronisation; none while a CUDA graph is captured (no read-back there).
+        check = not (self.device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+        finite: list[Tensor] = []
         try:
             for index, (op, prepared) in enumerate(zip(self.program.ops, self._prepared)):
                 handler = getattr(self, f"_run_{op.kind}")
                 self._write(op.out, handler(op, prepared, index))
+                if check:
+                    finite.append(torch.isfinite(self._last).all())
         except _Stop:
             pass
+        if finite:
+            flags = torch.stack(finite)
+            if not bool(flags.all()):
+                first = int((~flags).nonzero()[0])
+                raise FastgenError(_non_finite(first, self.program.ops[first]))
         return self._buffers.get(self.program.output, self._last)
 
     def _write(self, name: str, value: Tensor) -> None:
@@ -262,6 +273,14 @@ class Interpreter:
     def _draw(self, index: int, draw: int, like: str) -> Tensor:
         z = self._noise(index, draw, self.shape(like))
         return z.to(device=self.device, dtype=self.dtype)
+
+
+def _non_finite(index: int, op: Any) -> str:
+    """The message of a sampler whose op ``index`` made NaN/inf: which op, and what to change."""
+    site = f" at site {op.site}" if isinstance(op, Call | DenoiseChain) else ""
+    steps = f", {op.timesteps.numel()} steps" if isinstance(op, DenoiseChain) else ""
+    return (f"sampling diverged: program op {index} ({op.kind}{site}{steps}) produced non-finite (NaN/inf) values; "
+            "check the model's weights, the sampler options and any explicit latents")
 
 
 def _complex(dtype: torch.dtype) -> torch.dtype:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from fastgen.errors import FastgenError
+from fastgen.schema import all_finite, finite_number, load_json
 
 FORMAT = "fastgen-program"
 VERSION = 1
@@ -274,23 +276,26 @@ class Program:
                 f"a program has the keys format, version, buffers, ops, output; got {', '.join(sorted(data))}")  # fmt: skip
         buffers = data["buffers"]
         _expect(isinstance(buffers, Mapping) and all(_is_shape(s) for s in buffers.values()),
-                "program buffers must map names to shapes (lists of positive integers)")  # fmt: skip
+                f"program buffers must map names to shapes (1 to 4 positive integers, at most {MAX_BUFFER_ELEMENTS} elements)")  # fmt: skip
         _expect(isinstance(data["ops"], list), "program ops must be a list")
         _expect(isinstance(data["output"], str), f"program output must be a buffer name, got {data['output']!r}")
         ops = tuple(_decode_op(index, op) for index, op in enumerate(data["ops"]))
         return cls({name: tuple(shape) for name, shape in buffers.items()}, ops, data["output"])
 
     @classmethod
-    def from_json(cls, text: str) -> Program:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise FastgenError(f"program is not valid JSON: {error}") from None
-        return cls.from_dict(data)
+    def from_json(cls, text: str | bytes) -> Program:
+        return cls.from_dict(load_json(text, "program"))
+
+
+MAX_BUFFER_ELEMENTS = 2**31
+"""Elements one image of a buffer may have: far above any model's, and no product of sides overflows int64."""
 
 
 def _is_shape(shape: object) -> bool:
-    return isinstance(shape, list | tuple) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+    if not (isinstance(shape, list | tuple) and 1 <= len(shape) <= 4
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= MAX_BUFFER_ELEMENTS for n in shape)):  # fmt: skip
+        return False
+    return math.prod(shape) <= MAX_BUFFER_ELEMENTS
 
 
 def validate(program: Program) -> None:
@@ -375,8 +380,7 @@ def _decode(cls: type, data: Mapping[str, Any]) -> Any:
             _expect(isinstance(item, bool), f"{name} must be true or false, got {item!r}")
             values[name] = item
         elif hint is float:
-            _expect(isinstance(item, int | float) and not isinstance(item, bool), f"{name} must be a number, got {item!r}")
-            values[name] = float(item)
+            values[name] = finite_number(item, name)
         else:  # str: a buffer, site or basis name
             _expect(isinstance(item, str), f"{name} must be a string, got {item!r}")
             values[name] = item
@@ -389,6 +393,7 @@ def _decode(cls: type, data: Mapping[str, Any]) -> Any:
 def _array(value: object, name: str) -> Tensor:
     try:
         array = torch.tensor(value, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError):
+    except (TypeError, ValueError, RuntimeError, OverflowError):
         raise FastgenError(f"{name} must be a (nested) list of numbers") from None
+    all_finite(array, name)
     return array

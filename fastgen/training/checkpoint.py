@@ -35,6 +35,7 @@ from torch import Tensor
 from fastgen.errors import FastgenError
 from fastgen.integrity import contained_file, sha256_file
 from fastgen.layout import CHECKPOINTS_DIR, CONFIG_FILE
+from fastgen.schema import load_json
 
 EMA_FILE = "ema.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -263,8 +264,8 @@ def _corrupt(file: Path, error: BaseException) -> FastgenError:
 
 def _read_json(file: Path) -> dict[str, Any]:
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        data = load_json(file.read_bytes(), "its JSON")
+    except (OSError, FastgenError) as error:
         raise _corrupt(file, error) from None
     if not isinstance(data, dict):
         raise _corrupt(file, ValueError(f"a JSON object was expected, not a {type(data).__name__}"))

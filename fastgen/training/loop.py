@@ -118,8 +118,10 @@ class Trainer:
         *,
         run_dir: str | Path | None = None,
         resume: bool | str | Path = False,
+        allow_new_data: bool = False,
     ) -> None:
         self.recipe, self.objective, self.batches = recipe, objective, batches
+        self.allow_new_data = allow_new_data
         self.run_dir = Path(run_dir) if run_dir is not None else recipe.run.directory
         self.env, self.device = distributed.setup(recipe.run.device)
         if recipe.run.batch_size % self.env.world_size:
@@ -279,7 +281,10 @@ class Trainer:
                 _check_optimizer_state(optimizer)
             self.ema.load_state_dict(checkpoint.ema)
             self.nan_skips = {group: int(checkpoint.nan_skips.get(group, 0)) for group in self.networks}
-            self.batches.load_state_dict(checkpoint.data_state)
+            data_state = dict(checkpoint.data_state)
+            if self.allow_new_data and "data" in data_state:  # the user said the data may differ: take today's fingerprint
+                data_state["data"] = self.batches.state_dict().get("data")
+            self.batches.load_state_dict(data_state)
             self._set_rng_state(checkpoint.rng)
         except FastgenError:
             raise
@@ -354,10 +359,12 @@ def train(
     *,
     run_dir: str | Path | None = None,
     resume: bool | str | Path = False,
+    allow_new_data: bool = False,
 ) -> Path:
     """What ``fastgen train`` calls once it has built the objective and data iterator: train to
-    ``run.steps`` (distributed under torchrun) and return the final checkpoint's directory."""
-    trainer = Trainer(recipe, objective, batches, run_dir=run_dir, resume=resume)
+    ``run.steps`` (distributed under torchrun) and return the final checkpoint's directory. ``allow_new_data``: a
+    resume may continue on data other than the run's (its fingerprint differs)."""
+    trainer = Trainer(recipe, objective, batches, run_dir=run_dir, resume=resume, allow_new_data=allow_new_data)
     try:
         return trainer.run()
     finally:

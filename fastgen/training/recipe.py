@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from fastgen.errors import FastgenError
+from fastgen.schema import load_json
 
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; TOML's and the CLI's integers are signed
 
@@ -122,9 +123,11 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     except UnicodeDecodeError as error:
         raise FastgenError(f"recipe {path} is not UTF-8 text (byte {error.start}); save it as UTF-8 TOML") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        data = load_json(text, f"recipe {path}") if path.suffix == ".json" else tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
         raise FastgenError(f"recipe {path} is malformed: {error}; fix that line") from None
+    except RecursionError:  # tomllib parses nested arrays recursively
+        raise FastgenError(f"recipe {path} nests too deeply; a recipe's tables and lists are a few levels deep") from None
     if not isinstance(data, dict):
         raise FastgenError(f"recipe {path} must hold tables ([run], [optim] …), not a {type(data).__name__}")
     return parse_recipe(apply_overrides(data, overrides))
