@@ -278,3 +278,11 @@ def test_a_killed_actors_shard_is_redone(two_nodes, bundle: Path, reference, tmp
     assert killed, "no sampler actor was found to kill"
     assert report.written == 15
     np.testing.assert_allclose(union(folder), reference(6, 60), rtol=0, atol=1e-5)
+
+
+def test_a_max_batch_beyond_memory_is_refused_before_ray_starts(bundle: Path) -> None:
+    from fastgen.serve.deployment import ServeSettings, check_batching
+
+    with pytest.raises(FastgenError, match=r"--max-batch 1000000000000: sampling 1000000000000 images needs at least"):
+        check_batching(load_bundle(bundle), ServeSettings(str(bundle), max_batch=10**12))
+    check_batching(load_bundle(bundle), ServeSettings(str(bundle), max_batch=64))  # what fits passes
