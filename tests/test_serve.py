@@ -212,8 +212,9 @@ def two_nodes():
 
         serve.shutdown()
         ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
+    # Two nodes on loopback addresses of their own (Ray would otherwise bind the machine's network address).
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.2"})
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.3")
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
     yield cluster

@@ -80,7 +80,7 @@ class Generator:
         self.settings = settings
         self.model = load_for_sampling(settings.source, backend=settings.backend, device=api.resolve_device(settings.device))
         self.info = model_info(self.model, settings)
-        self.batch_sizes: list[int] = []  # images per batch run, for /info's statistics (the bench reads them)
+        self.batches = {"count": 0, "images": 0, "largest": 0}  # the batches run, for /info
         # The decorator's sizes are placeholders: this server's come from its settings.
         self._generate_batch.set_max_batch_size(settings.max_batch)
         self._generate_batch.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)
@@ -115,10 +115,12 @@ class Generator:
 
         try:
             self.program(request.options_key)
+        except FastgenError as error:
+            raise RequestError(str(error)) from None
+        try:
             api.check_sample_count(self.model, request.n)
         except FastgenError as error:
-            status = 413 if "memory" in str(error) else 400
-            raise RequestError(str(error), status) from None
+            raise RequestError(str(error), 413) from None
         return request
 
     @functools.lru_cache(maxsize=32)  # noqa: B019 — one replica, a handful of option sets
@@ -149,12 +151,13 @@ class Generator:
             groups.setdefault(request.options_key, []).append(position)
         for positions in groups.values():
             rows = [row for position in positions for row in requests[position].rows]
-            self.batch_sizes.append(len(rows))
+            self._count_batch(len(rows))
             try:
                 images = api.sample_rows(self.model, rows, **requests[positions[0]].options).float().cpu().numpy()
-            except FastgenError as error:
+            except Exception as error:  # the service boundary: a failed batch is a 500 with one line, never a dead replica
+                failure = error if isinstance(error, FastgenError) else FastgenError(f"sampling failed: {error!r}")
                 for position in positions:
-                    results[position] = (error, len(rows))
+                    results[position] = (failure, len(rows))
                 continue
             start = 0
             for position in positions:
@@ -162,9 +165,15 @@ class Generator:
                 start += requests[position].n
         return results
 
+    def _count_batch(self, images: int) -> None:
+        self.batches["count"] += 1
+        self.batches["images"] += images
+        self.batches["largest"] = max(self.batches["largest"], images)
+
     def batch_statistics(self) -> dict[str, Any]:
-        sizes = self.batch_sizes
-        return {"count": len(sizes), "largest": max(sizes, default=0), "mean": float(np.mean(sizes)) if sizes else 0.0}
+        """This replica's batches so far: how many, the largest, the mean images per batch."""
+        count = self.batches["count"]
+        return {"count": count, "largest": self.batches["largest"], "mean": self.batches["images"] / count if count else 0.0}
 
 
 def model_info(model: Any, settings: ServeSettings) -> dict[str, Any]:

@@ -205,6 +205,7 @@ def _run_pool(ray: Any, plan: ShardPlan, folder: Path, todo: list[tuple[int, int
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # fastgen's bar counts images; Ray Data's own lines would bury it
     context.print_on_execution_start = False
+    context.wait_for_min_actors_s = 300  # the whole pool up before work is handed out: shards spread over every actor
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
