@@ -287,3 +287,16 @@ def test_a_max_batch_beyond_memory_is_refused_before_ray_starts(bundle: Path) ->
     with pytest.raises(FastgenError, match=r"--max-batch 1000000000000: sampling 1000000000000 images needs at least"):
         check_batching(load_bundle(bundle), ServeSettings(str(bundle), max_batch=10**12))
     check_batching(load_bundle(bundle), ServeSettings(str(bundle), max_batch=64))  # what fits passes
+
+
+def test_sample_on_ray_joins_a_running_cluster_by_address(two_nodes, bundle: Path, reference, tmp_path: Path) -> None:
+    """--address: this process is not connected; the call joins the cluster, samples, and leaves it running."""
+    from fastgen.serve.shards import sample_shards
+
+    ray.shutdown()
+    report = sample_shards(bundle, 12, tmp_path / "joined", seed=8, shard_size=6, actors=2, address=two_nodes.address,
+                           progress=False)  # fmt: skip
+    assert report.written == 2 and not ray.is_initialized()  # disconnected again; the cluster itself goes on
+    np.testing.assert_allclose(union(tmp_path / "joined"), reference(8, 12), rtol=0, atol=1e-5)
+    ray.init(address=two_nodes.address, log_to_driver=False)
+    assert len(ray.nodes()) == 2
