@@ -97,7 +97,7 @@ class ShardWriter:
             path = self.plan.shard_path(self.folder, first)
             if self.plan.png:  # the PNGs first: a shard's .npy existing means the whole shard is done
                 _write_pngs(images, path.with_suffix(""), first)
-            write_file(path, NPY, lambda staging: _save_npy(staging, pixels))
+            write_file(path, NPY, lambda staging, pixels=pixels: _save_npy(staging, pixels))
         return {"first": batch["first"], "count": batch["count"], "node": np.array([self.node] * len(batch["first"]))}
 
 
