@@ -84,7 +84,7 @@ class ExportReport:
             engine = "-"
             if site.engine is not None and site.engine_size is not None:
                 engine = f"{site.engine_size / 2**20:.1f} MiB, {site.engine.build_seconds:.1f} s"
-            table.add_row(site.name, f"{site.size / 2**10:.0f} KiB", errors, vs_fp32, f"{v.tolerance:.0e}", engine)
+            table.add_row(site.name, f"{site.size / 2**10:.0f} KiB", errors, vs_fp32, f"{v.tolerance:.2g}", engine)
         notes = [f"graphs run by {self.sites[0].validation.runner}" if self.sites else ""]
         engine = next((site.engine for site in self.sites if site.engine), None)
         if engine is not None:
