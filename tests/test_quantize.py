@@ -4,6 +4,7 @@ combinations are one-line errors."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from rich.console import Console
 from test_bad_inputs import assert_one_clear_line, run_cli
 from test_export import random_checkpoint
 
 from fastgen import api
+from fastgen.bench import run_bench
 from fastgen.errors import FastgenError
 from fastgen.export import export_bundle, read_manifest
 from fastgen.export.quantize import record_site_inputs, relative_rms
@@ -123,3 +126,9 @@ def test_bad_quantize_options_are_clear_errors(bundles, tmp_path: Path, capsys, 
     assert not (tmp_path / "b").exists()
     with pytest.raises(FastgenError, match="TensorRT does not build"):
         export_bundle(checkpoint, tmp_path / "b", quantize="int8", trt=True)
+
+
+def test_bench_times_an_int8_bundle(bundles) -> None:
+    rows = run_bench(checkpoint=bundles["udpm"][2], batches=[1], repeats=1, warmup=0, device="cpu", progress=False,
+                     console=Console(file=io.StringIO()))  # fmt: skip
+    assert [(row["precision"], row["backend"], row["nfe"]) for row in rows] == [("int8", "onnxruntime", 3)]
