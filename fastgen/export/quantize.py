@@ -75,8 +75,9 @@ def check_quantize_options(quantize: str | None, calibrate: int | None, precisio
     if precision != "fp32":
         raise FastgenError(f"--quantize {quantize} quantises the fp32 graphs; drop --precision {precision}")
     if trt:
-        # ONNX Runtime's fast CPU path wants uint8 activations with zero points; TensorRT takes only symmetric int8
-        # QDQ, so one graph cannot serve both: int8 bundles are for ONNX Runtime (Python and the C++ kit).
+        # ONNX Runtime's fast CPU path wants uint8 activations with zero points and int32 biases; TensorRT takes only
+        # symmetric int8 QDQ (TensorRT-RTX 1.7 refuses these graphs: "DequantizeLinear: input has type Int32"), so one
+        # graph cannot serve both: int8 bundles are for ONNX Runtime (Python and the C++ kit).
         raise FastgenError(f"--quantize {quantize} makes ONNX Runtime CPU graphs (asymmetric uint8 activations), which "
                            "TensorRT does not build; drop --trt, or export fp16/fp32 engines")  # fmt: skip
     if calibrate is not None and (isinstance(calibrate, bool) or not isinstance(calibrate, int) or calibrate < 1):
