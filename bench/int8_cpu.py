@@ -27,7 +27,7 @@ from fastgen.bench.run import preset_family
 from fastgen.export import export_bundle
 from fastgen.export.onnx_export import PRECISIONS, export_site
 from fastgen.families import build_family
-from fastgen.models import LoadedModel
+from fastgen.models import LoadedModel, load_model
 from fastgen.runtime import load_bundle
 from fastgen.training import load_recipe
 
@@ -78,23 +78,26 @@ def count_sites(work: Path, threads: int) -> list[dict]:
     return rows
 
 
-def time_bundles(work: Path, threads: int, batches: list[int], repeats: int, calibrate: int) -> dict:
-    model = random_model("udpm", "paper")
+def time_bundles(models: dict[str, LoadedModel], work: Path, batches: list[int], repeats: int, calibrate: int) -> dict:
+    """Per model: its fp32 (plain), simplified fp32 and int8 bundles, every one timed in each repeat (interleaved)."""
     variants = {"fp32": {"simplify": False}, "fp32 simplified": {}, "int8": {"quantize": "int8", "calibrate": calibrate}}
     bundles, validation = {}, {}
-    for name, options in variants.items():
-        start = time.perf_counter()
-        report = export_bundle(model, work / name.replace(" ", "_"), **options)
-        validation[name] = {"export_s": round(time.perf_counter() - start, 1),
-                            "max_error": {site.name: site.validation.max_error for site in report.sites},
-                            "nodes": {site.name: len(onnx.load(str(report.bundle / site.file)).graph.node) for site in report.sites}}
-        bundles[name] = load_bundle(report.bundle)
-        print(name, validation[name], flush=True)
+    for label, model in models.items():
+        for variant, options in variants.items():
+            name = f"{label} · {variant}"
+            start = time.perf_counter()
+            report = export_bundle(model, work / f"{label}_{variant.replace(' ', '_')}", **options)
+            validation[name] = {"export_s": round(time.perf_counter() - start, 1),
+                                "max_error": {site.name: site.validation.max_error for site in report.sites},
+                                "nodes": {site.name: len(onnx.load(str(report.bundle / site.file)).graph.node)
+                                          for site in report.sites}}  # fmt: skip
+            bundles[name] = load_bundle(report.bundle)
+            print(name, validation[name], flush=True)
     times: dict[str, dict[int, list[float]]] = {name: {batch: [] for batch in batches} for name in bundles}
     for name, bundle in bundles.items():  # one warm-up each
         for batch in batches:
             api.sample(bundle, batch, seed=0)
-    for _ in range(repeats):  # interleaved: every repeat times every variant and batch, so load hits all alike
+    for _ in range(repeats):  # interleaved: every repeat times every bundle and batch, so load hits all alike
         for batch in batches:
             for name, bundle in bundles.items():
                 start = time.perf_counter()
@@ -112,12 +115,13 @@ def markdown(counts: list[dict], timing: dict, batches: list[int]) -> str:
         lines.append(f"| {row['family']} | {row['preset']} | {row['site']} | {p['nodes']} → {s['nodes']} | "
                      f"{p['ort_extended']} → {s['ort_extended']} | {p['Constant']} → {s['Constant']} | "
                      f"{p['Identity']} → {s['Identity']} | {p['Shape']} → {s['Shape']} | {p['Reshape']} → {s['Reshape']} |")
-    lines += ["", "| bundle | " + " | ".join(f"batch {b} (s, median)" for b in batches) + " | "
+    lines += ["", "| bundle | " + " | ".join(f"batch {b} (median)" for b in batches) + " | "
               + " | ".join(f"speed-up vs fp32, batch {b}" for b in batches) + " |", "|---|" + "---|" * 2 * len(batches)]
     medians = timing["median_s"]
     for name, row in medians.items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[b]:.3f}" for b in batches) + " | "
-                     + " | ".join(f"{medians['fp32'][b] / row[b]:.2f}×" for b in batches) + " |")
+        fp32 = medians[name.split(" · ")[0] + " · fp32"]
+        lines.append(f"| {name} | " + " | ".join(f"{row[b] * 1e3:.1f} ms" for b in batches) + " | "
+                     + " | ".join(f"{fp32[b] / row[b]:.2f}×" for b in batches) + " |")
     return "\n".join(lines)
 
 
@@ -129,12 +133,16 @@ def main() -> None:
     parser.add_argument("--calibrate", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "int8_cpu")
     parser.add_argument("--skip-counts", action="store_true")
+    parser.add_argument("--checkpoint", type=Path, help="also a trained model's three bundles (e.g. the tiny UDPM)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batch.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         counts = [] if args.skip_counts else count_sites(Path(tmp), args.threads)
-        timing = time_bundles(Path(tmp), args.threads, batches, args.repeats, args.calibrate)
+        models = {"paper udpm (random)": random_model("udpm", "paper")}
+        if args.checkpoint is not None:
+            models[f"trained {args.checkpoint.name}"] = load_model(args.checkpoint)
+        timing = time_bundles(models, Path(tmp), batches, args.repeats, args.calibrate)
     result = {"threads": args.threads, "onnxruntime": ort.__version__, "torch": torch.__version__, "counts": counts, **timing}
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(counts, timing, batches))
