@@ -148,8 +148,8 @@ def simplify_graph(path: Path) -> onnx.ModelProto:
 
     Batch-1 latency on ONNX Runtime follows the node count (issue 23): the TorchScript exporter leaves a
     GroupNorm's shape arithmetic and Identity copies of shared weights as nodes. GroupNormalization (opset 21) is
-    not used: ONNX Runtime's CPU provider has no kernel for it and expands its function body into ~25 nodes, measured
-    1.4–1.9× slower than the exporter's InstanceNormalization form (bench/results/int8_cpu.md).
+    not used: TensorRT-RTX builds it, but ONNX Runtime's CPU provider has no kernel for it and expands its function
+    body into 29 nodes, measured 1.7–2.2× slower than the exporter's InstanceNormalization form (bench/groupnorm_cpu.py).
     """
     import onnx
     import onnxslim
