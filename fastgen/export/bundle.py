@@ -35,10 +35,10 @@ from fastgen.export.onnx_export import (
     Precision,
     check_opset,
     export_site,
+    simplifier,
     validate_site,
 )
 from fastgen.export.onnx_export import precision as precision_of
-from fastgen.export.onnx_export import simplifier
 from fastgen.export.quantize import calibration_seeds, check_quantize_options, quantize_graphs
 from fastgen.export.tensorrt import TensorRTEngine, import_tensorrt
 from fastgen.families import CallSite
