@@ -80,6 +80,9 @@ def test_manifest_records_int8_and_the_calibration(bundles, family: str) -> None
     assert all(calls >= 1 for calls in calibration["calls_per_site"].values())
     data = json.loads((int8 / "manifest.json").read_text())
     assert data["precision"] == "int8"
+    # Only the graphs and the program: the quantiser leaves nothing else behind, and every file is hashed.
+    files = sorted(path.name for path in int8.iterdir() if path.name != "manifest.json")
+    assert files == sorted(data["files"]) == sorted(path.name for path in bundles[family][1].iterdir() if path.name != "manifest.json")
     assert read_manifest(bundles[family][1]).quantization is None
 
 

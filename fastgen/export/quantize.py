@@ -6,7 +6,7 @@ the torch call sites, and records the inputs every site is called with. Long cha
 recorded at evenly spaced calls, at most :data:`CALLS_PER_SITE` per site, so every part of the chain is seen.
 
 The graphs are ONNX Runtime's ``quantize_static`` in QDQ form: per-channel int8 weights, uint8 activations
-(ONNX Runtime's fast u8×s8 path on AVX2 CPUs without VNNI), MinMax ranges. Only the convolutions and matrix
+(ONNX Runtime's u8×s8 CPU kernels: AVX2, and VNNI where the CPU has it), MinMax ranges. Only the convolutions and matrix
 products are quantised (:data:`QUANTIZED_OPS`); normalisation, activations, residual adds and softmax stay float.
 Inputs and outputs stay float32, so samplers and the C++ kit run an int8 bundle unchanged.
 """
@@ -60,9 +60,10 @@ class Calibration:
     float_nodes: str = "the first and last Conv"
 
     def to_dict(self) -> dict[str, Any]:
+        calibration = {"seeds": self.seeds, "images_per_seed": 1, "calls_per_site": self.calls_per_site,
+                       "inputs": "the default sampling program's own site inputs"}
         return {"precision": "int8", "format": "QDQ", "weights": "int8 per channel", "activations": "uint8",
-                "method": self.method, "ops": list(self.ops), "float": self.float_nodes, "calibration": {"seeds": self.seeds, "images_per_seed": 1,
-                "calls_per_site": self.calls_per_site, "inputs": "the default sampling program's own site inputs"}}  # fmt: skip
+                "method": self.method, "ops": list(self.ops), "float": self.float_nodes, "calibration": calibration}
 
 
 def check_quantize_options(quantize: str | None, calibrate: int | None, precision: str, trt: bool) -> None:
