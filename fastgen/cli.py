@@ -323,6 +323,9 @@ def export(
     compute_capability: list[str] = typer.Option([], "--compute-capability", help="TensorRT-RTX target, e.g. 8.9 (repeatable; with --trt)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle directory."),
     weights: str = typer.Option("ema", "--weights", help="ema (default) or model."),
+    simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Fold constants and static shapes with onnxslim (default on)."),
+    quantize: str | None = typer.Option(None, "--quantize", help="int8: static QDQ graphs for ONNX Runtime, calibrated on the model's own sampling inputs."),
+    calibrate: int | None = typer.Option(None, "--calibrate", help="Seeds the int8 calibration samples (default 16; with --quantize)."),
 ) -> None:
     """Export a checkpoint to a deployable bundle: ONNX graphs (checked against torch through ONNX Runtime),
     manifest.json with every schedule constant and SHA-256 hashes, and optionally TensorRT engines."""
@@ -330,7 +333,8 @@ def export(
 
     export_command(checkpoint, out, precision=precision, batch=batch.replace(":", ","), opset=opset, trt=trt, flavour=flavour,
                    opt_level=opt_level, timing_cache=timing_cache, compute_capability=compute_capability, check=check,
-                   force=force, weights=weights, console=console)  # fmt: skip
+                   force=force, weights=weights, simplify=simplify, quantize=quantize, calibrate=calibrate,
+                   console=console)  # fmt: skip
 
 
 @app.command()

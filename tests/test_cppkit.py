@@ -158,6 +158,19 @@ def test_gpu_kit_samples_equal_the_cpu_kit(kit: Path, bundles: dict[str, Path], 
     assert difference <= 5e-3 * max(1.0, scale), f"{name}: GPU vs CPU kit max abs difference {difference:.2e} (scale {scale:.1f})"
 
 
+@pytest.mark.parametrize("family, overrides", [("udpm", ()), ("ddpm", ("diffusion.num_steps=20",))])
+def test_int8_bundles_run_unchanged_and_equal_python(kit: Path, family: str, overrides: tuple[str, ...], tmp_path: Path) -> None:
+    """int8 QDQ graphs take and return float32: the kit samples them as any bundle, with Python's images."""
+    checkpoint = random_checkpoint(family, tmp_path / "run", seed=2, overrides=overrides)
+    bundle = export_bundle(checkpoint, tmp_path / "int8", quantize="int8").bundle
+    result = cpp_sample(kit, bundle, tmp_path / "cpp.npy", "--n", "3", "--seed", "11")
+    assert result.returncode == 0, result.stderr
+    from_python = api.sample(load_bundle(bundle), 3, seed=11).numpy()
+    from_cpp = np.load(tmp_path / "cpp.npy")
+    scale = np.abs(from_python).max()
+    assert scale > 0.1 and np.abs(from_cpp - from_python).max() <= 1e-5 * max(1.0, scale)
+
+
 def test_fastgen_sample_writes_the_same_raw_images(kit: Path, bundles: dict[str, Path], tmp_path: Path) -> None:
     bundle = bundles["udpm_box"]
     python = _run(sys.executable, "-m", "fastgen", "sample", bundle, "--n", "4", "--seed", "3", "--out", tmp_path / "py.npy")

@@ -28,6 +28,7 @@ from fastgen.export import (
     relative_error,
 )
 from fastgen.export.check import polygraphy_check
+from fastgen.export.onnx_export import export_site
 from fastgen.families import ModelConfig, build_family
 from fastgen.integrity import sha256_file
 from fastgen.training import Checkpoint, load_recipe, save_checkpoint
@@ -97,6 +98,27 @@ def test_graphs_pass_checker_with_named_inputs_and_dynamic_batch(exported, famil
             dims = graph_inputs[spec.name].type.tensor_type.shape.dim
             assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == list(spec.shape)
         assert [o.name for o in model.graph.output] == [site.output.name]
+
+
+@pytest.mark.parametrize("family", ["ddpm", "udpm"])
+def test_simplified_graphs_fold_static_shapes_and_keep_the_batch_dynamic(exported, family: str, tmp_path: Path) -> None:
+    checkpoint, report = exported[family]
+    manifest = read_manifest(report.bundle)
+    assert manifest.onnx["simplified"].startswith("onnxslim ")
+    for site in load_model(checkpoint).call_sites:
+        model = onnx.load(str(report.bundle / f"{site.name}.onnx"))
+        ops = [node.op_type for node in model.graph.node]
+        assert "Identity" not in ops and "Constant" not in ops  # weights and constants are initializers
+        # What Shape nodes remain read the batch axis (dynamic): Shape(input) → Gather index 0, nothing static.
+        consumers = {name: node for node in model.graph.node for name in node.input}
+        initial = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+        for node in model.graph.node:
+            if node.op_type == "Shape":
+                gather = consumers[node.output[0]]
+                assert gather.op_type == "Gather" and int(initial.get(gather.input[1], np.array(-1))) == 0
+        plain = tmp_path / f"{site.name}_plain.onnx"
+        export_site(site, plain, PRECISIONS["fp32"], 17, simplify=False)
+        assert len(ops) < 0.6 * len(onnx.load(str(plain)).graph.node)  # measured: 40-45% of the plain graph's nodes
 
 
 @pytest.mark.parametrize("family", ["ddpm", "udpm"])

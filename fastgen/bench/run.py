@@ -169,6 +169,7 @@ def run_bench(
     dtype = resolve_precision(precision or "fp32")
     if bundle is not None:
         dtype = _check_bundle(bundle, backends, batches, precision, profile_dir)
+    label = bundle.manifest.precision if bundle is not None else precision_name(dtype)  # a bundle's own: int8 too
     _check_exported_backends(backends, device, dtype)
     if profile_dir is not None:
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
@@ -212,7 +213,7 @@ def run_bench(
                             timing = _time(backend, timer, family, sites[backend], call_sites, work, batch, max_calls,
                                            dtype, kernels, options, notes)  # fmt: skip
                             latency = timing.latency_ms
-                            values = (family.name, sampler + timing.note, backend, precision_name(dtype),
+                            values = (family.name, sampler + timing.note, backend, label,
                                       family.image.resolution, batch, work.nfe, work.gflops_per_image, latency,
                                       batch / latency * 1e3, name)  # fmt: skip
                             rows.append(dict(zip(ROW_KEYS, values, strict=True)))
@@ -225,7 +226,7 @@ def run_bench(
 
     source = str(checkpoint) if checkpoint is not None else f"preset {preset or defaults.preset} (random weights)"
     size = models[0].family.image.resolution
-    title = f"fastgen bench · {name} · {precision_name(dtype)} · {source} · {size}×{size}"
+    title = f"fastgen bench · {name} · {label} · {source} · {size}×{size}"
     print_table(rows, console, title)
     for note in dict.fromkeys(notes):
         console.print(note)
@@ -342,7 +343,8 @@ def _check_bundle(bundle: _BenchedBundle, backends: tuple[str, ...], batches: tu
         if outside:
             raise FastgenError(f"batch {', '.join(map(str, outside))} is outside the engine profile {profile.min} … {profile.max} "
                                f"of {where}; bench batches within it, or re-export with --batch MIN,OPT,MAX")  # fmt: skip
-    return resolve_precision(bundle.manifest.precision)
+    # int8 graphs take and return float32 (QDQ inside), so the sampler's state is float32.
+    return torch.float32 if bundle.manifest.precision == "int8" else resolve_precision(bundle.manifest.precision)
 
 
 def _networks(models: list[_Model]) -> Iterator[tuple[Family, dict[str, nn.Module]]]:

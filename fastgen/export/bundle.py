@@ -35,9 +35,11 @@ from fastgen.export.onnx_export import (
     Precision,
     check_opset,
     export_site,
+    simplifier,
     validate_site,
 )
 from fastgen.export.onnx_export import precision as precision_of
+from fastgen.export.quantize import calibration_seeds, check_quantize_options, quantize_graphs
 from fastgen.export.tensorrt import TensorRTEngine, import_tensorrt
 from fastgen.families import CallSite
 from fastgen.models import LoadedModel, load_model
@@ -82,7 +84,7 @@ class ExportReport:
             engine = "-"
             if site.engine is not None and site.engine_size is not None:
                 engine = f"{site.engine_size / 2**20:.1f} MiB, {site.engine.build_seconds:.1f} s"
-            table.add_row(site.name, f"{site.size / 2**10:.0f} KiB", errors, vs_fp32, f"{v.tolerance:.0e}", engine)
+            table.add_row(site.name, f"{site.size / 2**10:.0f} KiB", errors, vs_fp32, f"{v.tolerance:.2g}", engine)
         notes = [f"graphs run by {self.sites[0].validation.runner}" if self.sites else ""]
         engine = next((site.engine for site in self.sites if site.engine), None)
         if engine is not None:
@@ -117,6 +119,9 @@ def export_bundle(
     timing_cache: str | Path | None = None,
     compute_capabilities: Sequence[str] | None = None,
     check: bool = False,
+    simplify: bool = True,
+    quantize: str | None = None,
+    calibrate: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
 ) -> ExportReport:
@@ -125,7 +130,10 @@ def export_bundle(
     Each graph is validated against its torch module on random inputs at batch sizes ``batch`` min and opt; an
     error above the precision's tolerance fails the export. ``opset`` defaults to the least the precision allows
     (17; 22 for bf16). ``trt`` builds one engine per graph (``flavour`` auto | tensorrt | tensorrt_rtx) for batch
-    sizes min … max; ``check`` adds Polygraphy's comparison. On any failure nothing is written.
+    sizes min … max; ``check`` adds Polygraphy's comparison. ``simplify`` folds constants and static shapes
+    (:func:`fastgen.export.onnx_export.simplify_graph`). ``quantize="int8"`` replaces each graph by its static QDQ
+    quantisation, calibrated on the sampling program's own site inputs for ``calibrate`` seeds
+    (:mod:`fastgen.export.quantize`) and validated on other seeds' inputs. On any failure nothing is written.
     """
     start = time.perf_counter()
     spec = precision_of(precision)
@@ -134,6 +142,10 @@ def export_bundle(
     profile = BatchRange(*batch)
     opset = spec.min_opset if opset is None else opset
     check_opset(opset, spec)
+    check_quantize_options(quantize, calibrate, spec.name, trt)
+    if quantize is not None and check:
+        raise FastgenError("--check compares graphs with torch at float tolerances; an int8 bundle is validated on held-out "
+                           "sampling inputs at export: drop --check")  # fmt: skip
     sources = [] if isinstance(checkpoint, LoadedModel) else [checkpoint]
     out = check_output(out_dir, BUNDLE, overwrite=overwrite, inputs=sources)
     if trt:
@@ -150,7 +162,7 @@ def export_bundle(
     if trt:
         engine_options = {"profile": profile, "flavour": flavour, "optimization_level": optimization_level,
                           "compute_capabilities": compute_capabilities, "timing_cache": Path(timing_cache) if timing_cache else None}
-    report = ExportReport(out, model.family.name, spec.name)
+    report = ExportReport(out, model.family.name, quantize or spec.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_stagings(out)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -163,21 +175,31 @@ def export_bundle(
                     bar.update(task, description=f"{name}: {what}")
 
                 site_report, rows = _export_site(site, staging, spec, opset, tuple(sorted({profile.min, profile.opt})),
-                                                 engine_options, check, stage)  # fmt: skip
+                                                 engine_options, check, simplify, stage)  # fmt: skip
                 report.sites.append(site_report)
                 report.checks += rows
                 bar.advance(task)
+            quantization = None
+            if quantize is not None:
+                bar.update(task, description="int8: recording the sampling program's site inputs")
+                graphs = {done.name: staging / done.file for done in report.sites}
+                calibration, validations = quantize_graphs(model.family.program(), model.call_sites, graphs,
+                                                           calibration_seeds(calibrate))  # fmt: skip
+                for done in report.sites:
+                    done.validation, done.size = validations[done.name], graphs[done.name].stat().st_size
+                quantization = calibration.to_dict()
         failed = [f"{row.site}/{row.runner}" for row in report.checks if row.passed is False]
         if failed:
             raise FastgenError(f"polygraphy comparison failed for {', '.join(failed)} (tolerance {spec.tolerance:.0e}); "
                                "nothing was written")
         manifest = Manifest(
             family=model.family.name, model=model.family.config.to_dict(), constants=model.family.process_constants(),
-            precision=spec.name, batch=profile,
+            precision=quantize or spec.name, batch=profile, quantization=quantization,
             sites=[SiteRecord(site.name, done.file, list(site.inputs), site.output, done.engine)
                    for site, done in zip(model.call_sites, report.sites)],
             source={"checkpoint": str(Path(model.checkpoint).resolve()), "weights": weights, "data": model.data},
-            onnx={"opset": opset, "exporter": f"torch.onnx TorchScript exporter, torch {torch.__version__}", "dynamic_axis": "batch"},
+            onnx={"opset": opset, "exporter": f"torch.onnx TorchScript exporter, torch {torch.__version__}", "dynamic_axis": "batch",
+                  "simplified": simplifier() if simplify else None},
             fastgen_version=fastgen.__version__,
         )  # fmt: skip
         (staging / manifest.program).write_text(model.family.program().to_json())
@@ -191,12 +213,12 @@ def export_bundle(
 
 
 def _export_site(site: CallSite, staging: Path, spec: Precision, opset: int, batch_sizes: tuple[int, ...],
-                 engine_options: dict[str, Any] | None, check: bool,
+                 engine_options: dict[str, Any] | None, check: bool, simplify: bool,
                  stage: Callable[[str], None]) -> tuple[SiteReport, list[CheckRow]]:  # fmt: skip
     """One site into ``staging``: graph, validation (raises above tolerance), engine, Polygraphy rows."""
     onnx_path = staging / f"{site.name}.onnx"
     stage("ONNX export")
-    export_site(site, onnx_path, spec, opset)
+    export_site(site, onnx_path, spec, opset, simplify=simplify)
     stage("validation vs torch")
     validation = validate_site(site, onnx_path, spec, batch_sizes)
     if not validation.passed:

@@ -27,6 +27,7 @@ def parse_batch(text: str) -> tuple[int, int, int]:
 def export_command(checkpoint: Path, out: Path, *, precision: str = "fp32", batch: str = "1,8,32", opset: int | None = None,
                    trt: bool = False, flavour: str | None = None, opt_level: int | None = None, timing_cache: Path | None = None,
                    compute_capability: Sequence[str] = (), check: bool = False, force: bool = False, weights: str = "ema",
+                   simplify: bool = True, quantize: str | None = None, calibrate: int | None = None,
                    console: Console | None = None) -> ExportReport:  # fmt: skip
     """Export ``checkpoint`` to the bundle ``out`` with a progress bar; print the per-graph (and Polygraphy) tables.
     TensorRT options (None/empty: the defaults of :func:`export_bundle`) are an error without ``trt``."""
@@ -39,7 +40,8 @@ def export_command(checkpoint: Path, out: Path, *, precision: str = "fp32", batc
         raise FastgenError(f"{', '.join(names[name] for name in given)} only apply to TensorRT engines; add --trt or drop them")
     console = console or Console()
     report = export_bundle(checkpoint, out, weights=weights, precision=precision, batch=parse_batch(batch), opset=opset,
-                           trt=trt, check=check, overwrite=force, progress=True, **given)  # fmt: skip
+                           trt=trt, check=check, simplify=simplify, quantize=quantize, calibrate=calibrate,
+                           overwrite=force, progress=True, **given)  # fmt: skip
     console.print(report.table())
     if report.checks:
         console.print(report.check_table())

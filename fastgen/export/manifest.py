@@ -92,6 +92,8 @@ class Manifest:
     onnx: dict[str, Any]  # opset, exporter
     fastgen_version: str
     files: dict[str, str] = field(default_factory=dict)
+    # int8 bundles: how the graphs were quantised and calibrated (fastgen.export.quantize.Calibration); else None.
+    quantization: dict[str, Any] | None = None
     program: str = PROGRAM_FILE  # the sampling program of the default sampler options, hashed in ``files``
     normalization: dict[str, Any] = field(default_factory=lambda: dict(NORMALIZATION))
     format: str = FORMAT
