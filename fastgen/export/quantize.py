@@ -29,7 +29,7 @@ from fastgen.errors import FastgenError
 from fastgen.export.onnx_export import GraphRunner, GraphValidation
 from fastgen.families import CallSite
 from fastgen.sampling.interpreter import Interpreter
-from fastgen.sampling.noise import NoiseSource, philox_source, seed_words
+from fastgen.sampling.noise import RowKeys, philox_source
 from fastgen.sampling.program import Call, DenoiseChain, Program
 
 QUANTIZATIONS = ("int8",)
@@ -94,16 +94,6 @@ def _site_calls(program: Program) -> dict[str, int]:
     return calls
 
 
-def _seeds_noise(seeds: Sequence[int]) -> NoiseSource:
-    """A batch whose image i is seed ``seeds[i]``'s first image: each row drawn from its own seed's stream."""
-    sources = [philox_source(seed_words(seed)) for seed in seeds]
-
-    def noise(op_index: int, draw: int, shape: tuple[int, ...]) -> Tensor:
-        return torch.cat([source(op_index, draw, (1, *shape[1:])) for source in sources])
-
-    return noise
-
-
 def record_site_inputs(program: Program, call_sites: Sequence[CallSite], seeds: Sequence[int],
                        calls_per_site: int = CALLS_PER_SITE) -> dict[str, list[tuple[np.ndarray, ...]]]:  # fmt: skip
     """Run ``program`` for one image per seed over the torch ``call_sites`` and keep, per site, the inputs of at
@@ -127,7 +117,8 @@ def record_site_inputs(program: Program, call_sites: Sequence[CallSite], seeds: 
 
     sites = {site.name: recording(site) for site in call_sites}
     with torch.inference_mode():
-        Interpreter(program, len(seeds)).run(sites, _seeds_noise(seeds))
+        # One image per seed: row i is image 0 of seeds[i] (per-row keys), what `fastgen sample --seed` draws.
+        Interpreter(program, len(seeds)).run(sites, philox_source(RowKeys.of([(seed, 0) for seed in seeds])))
     empty = sorted(name for name, calls in recorded.items() if not calls)
     if empty:
         raise FastgenError(f"the sampling program never calls site(s) {', '.join(empty)}; nothing to calibrate them on")
