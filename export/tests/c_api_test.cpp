@@ -191,4 +191,11 @@ TEST(CApi, TooManyImagesIsOutOfMemoryBeforeAnyWork) {
     EXPECT_EQ(std::string(fastgen_last_error()).rfind("sampling 1099511627776 images needs about ", 0), 0u) << fastgen_last_error();
     EXPECT_EQ(fastgen_sample(bundle.get(), INT64_MAX, 5, &never_written, 100), FASTGEN_ERROR_ARGUMENT);  // n · 256 overflows
     EXPECT_EQ(std::string(fastgen_last_error()), "the buffer holds 100 values; 9223372036854775807 images need more than 2^64");
+    try {  // the C++ wrapper's own buffer: n · C·H·W overflows, an Error and no allocation
+        bundle.sample(INT64_MAX, 5);
+        FAIL() << "no exception";
+    } catch (const fastgen::Error& error) {
+        EXPECT_EQ(error.status(), FASTGEN_ERROR_OUT_OF_MEMORY);
+        EXPECT_STREQ(error.what(), "out of memory; sample fewer images per call");
+    }
 }
