@@ -24,7 +24,7 @@ else
     echo "setup: not root on Debian; install dataset-fashion-mnist yourself to train on Fashion-MNIST" >&2
 fi
 
-KIT_PACKAGES="cmake g++ make nlohmann-json3-dev libgtest-dev libssl-dev libpng-dev libkissfft-dev"
+KIT_PACKAGES="cmake g++ make nlohmann-json3-dev libgtest-dev libssl-dev libpng-dev libkissfft-dev clang"  # clang: libFuzzer (.ci/run)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     # shellcheck disable=SC2086
     if ! dpkg -s $KIT_PACKAGES >/dev/null 2>&1; then

@@ -227,6 +227,25 @@ def test_bad_bundles_get_pythons_refusals(kit: Path, bundles: dict[str, Path], t
     assert cpp == python or cpp.endswith(": " + python), f"C++: {cpp}\nPython: {python}"
 
 
+@pytest.mark.parametrize("arguments, expected", [
+    (("--out", "{bundle}/manifest.json"), "{bundle}/manifest.json is inside the bundle {bundle}; write it somewhere else"),
+    (("--npy", "{bundle}/level_1.onnx"), "{bundle}/level_1.onnx is inside the bundle {bundle}; write it somewhere else"),
+    (("--out", "{tmp}/grid.jpg"), "{tmp}/grid.jpg: a PNG image is written to a file ending in .png; name it so"),
+    (("--out", "{tmp}/missing/grid.png"), "{tmp}/missing/grid.png: its folder {tmp}/missing does not exist; create it first"),
+    (("--seed", "18446744073709551616"), "--seed takes an integer from 0 to 18446744073709551615, got '18446744073709551616'"),
+    (("--seed", " -1"), "--seed takes an integer from 0 to 18446744073709551615, got ' -1'"),
+])  # fmt: skip
+def test_app_refuses_unsafe_outputs_and_bad_seeds(kit: Path, bundles: dict[str, Path], tmp_path: Path, arguments, expected) -> None:
+    """fastgen-cpp-sample checks its outputs (fastgen/outputs.py's rules) and its numbers before any work; the bundle stays intact."""
+    bundle = Path(shutil.copytree(bundles["udpm_box"], tmp_path / "bundle")).resolve()
+    before = {path.name: path.read_bytes() for path in bundle.iterdir()}
+    fill = {"bundle": str(bundle), "tmp": str(tmp_path.resolve())}
+    result = _run(kit, bundle, "--out", tmp_path / "grid.png", *(argument.format(**fill) for argument in arguments))
+    assert result.returncode in (1, 2) and result.stderr.startswith("error: " + expected.format(**fill)), result.stderr
+    assert {path.name: path.read_bytes() for path in bundle.iterdir()} == before
+    assert not (tmp_path / "grid.png").exists()
+
+
 def test_engine_profile_limits_the_batch_for_tensorrt_providers(kit: Path, bundles: dict[str, Path], tmp_path: Path) -> None:
     result = cpp_sample(kit, bundles["ddpm"], tmp_path / "x.npy", "--n", "5", "--provider", "tensorrt", "--no-verify")
     assert result.returncode == 1

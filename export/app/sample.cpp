@@ -15,6 +15,7 @@
 #include <string>
 
 #include "arguments.hpp"
+#include "outputs.hpp"
 #include "png.hpp"
 
 namespace {
@@ -129,6 +130,9 @@ int main(int argc, char** argv) {
     }
     if (bundle_path.empty()) usage_error("give the bundle directory");
     try {
+        // Every output is checked before any work, and all are written or none (outputs.hpp).
+        fastgen::app::check_output(out, fastgen::app::kPng, {bundle_path});
+        if (!npy.empty()) fastgen::app::check_output(npy, fastgen::app::kNpy, {bundle_path});
         const auto start = std::chrono::steady_clock::now();
         fastgen::Bundle bundle(bundle_path, fastgen::Options()
                                                 .provider(provider)
@@ -145,12 +149,11 @@ int main(int argc, char** argv) {
         const std::vector<std::uint8_t> pixels = bundle.to_u8(images);
         int width = 0, height = 0;
         const std::vector<std::uint8_t> picture = grid(pixels, shape, n, nrow, width, height);
-        write_png(out, width, height, static_cast<int>(shape.channels), picture);
-        std::cerr << n << " images → " << out;
-        if (!npy.empty()) {
-            write_npy(npy, images, shape, n);
-            std::cerr << ", " << npy;
-        }
+        fastgen::app::StagedOutputs outputs;
+        outputs.stage(out, [&](const std::string& path) { write_png(path, width, height, static_cast<int>(shape.channels), picture); });
+        if (!npy.empty()) outputs.stage(npy, [&](const std::string& path) { write_npy(path, images, shape, n); });
+        outputs.commit();
+        std::cerr << n << " images → " << out << (npy.empty() ? "" : ", " + npy);
         const auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
         std::cerr << " (open " << seconds(start, opened) << " s, sample " << seconds(opened, sampled) << " s)\n";
     } catch (const fastgen::Error& error) {

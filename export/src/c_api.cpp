@@ -33,7 +33,7 @@ fastgen_status guarded(Body&& body) noexcept {
         return failure.status;
     } catch (const std::bad_alloc&) {
         last_error = "out of memory; sample fewer images per call";
-        return FASTGEN_ERROR_ARGUMENT;
+        return FASTGEN_ERROR_OUT_OF_MEMORY;
     } catch (const std::exception& error) {
         last_error = std::string("internal error: ") + error.what() + "; please report it";
         return FASTGEN_ERROR_INTERNAL;
@@ -52,9 +52,13 @@ void check_batch(const fastgen_bundle* bundle, std::int64_t n, const void* buffe
     require(bundle, "bundle");
     require(buffer, name);
     if (n < 1) argument_error("the number of images must be ≥ 1, got " + std::to_string(n));
-    const auto needed = static_cast<std::size_t>(n * bundle->session->image_elements());
-    if (count < needed)
-        argument_error("the buffer holds " + std::to_string(count) + " " + unit + "; " + std::to_string(n) + " images need " + std::to_string(needed));
+    const auto per_image = static_cast<std::uint64_t>(bundle->session->image_elements());
+    if (count / per_image < static_cast<std::uint64_t>(n)) {  // by division: n · per_image may overflow
+        const unsigned __int128 needed = static_cast<unsigned __int128>(n) * per_image;
+        const std::string need = needed > UINT64_MAX ? "more than 2^64" : std::to_string(static_cast<std::uint64_t>(needed));
+        argument_error("the buffer holds " + std::to_string(count) + " " + unit + "; " + std::to_string(n) + " images need " + need);
+    }
+    bundle->session->check_memory(n);
 }
 
 // fastgen_sample_rows*'s rows (n already checked).

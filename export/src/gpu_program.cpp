@@ -278,10 +278,19 @@ GpuProgram::~GpuProgram() {
     cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 }
 
+void GpuProgram::check_memory(std::int64_t batch) {
+    if (workspaces_.count(batch)) return;  // its memory is allocated already
+    check_cuda(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
+    std::size_t free = 0, total = 0;
+    check_cuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+    kit::check_memory(program_, batch, free, "GPU memory");
+}
+
 void GpuProgram::run(const Rows& rows, float* out, const Progress& progress) {
     check_rows(program_, rows);
     std::lock_guard<std::mutex> lock(running_);
     check_cuda(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
+    check_memory(rows.size());
     std::unique_ptr<Workspace>& workspace = workspaces_[rows.size()];
     if (!workspace) workspace = std::make_unique<Workspace>(stream_);
     Run(*this, *workspace, rows, progress).execute(out);

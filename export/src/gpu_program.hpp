@@ -45,6 +45,8 @@ public:
 
     // As run_program: the images of `rows` into the host buffer `out`. One sample at a time per GpuProgram.
     void run(const Rows& rows, float* out, const Progress& progress);
+    // Refuses (Failure OUT_OF_MEMORY) a first sample of `batch` images whose buffers would not fit in the free GPU memory.
+    void check_memory(std::int64_t batch);
 
 private:
     struct Workspace;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -149,9 +150,20 @@ TensorSpec tensor_spec(const json& data) {
     TensorSpec spec{string_field(data, "name"), {}, string_field(data, "dtype")};
     const json& shape = field(data, "shape");
     if (!shape.is_array()) throw Malformed{"TypeError: shape must be a list"};
+    if (shape.size() > 4) throw Malformed{"ValueError: a shape has at most 4 sizes"};
+    std::int64_t count = 1;
     for (const json& size : shape) {
         if (!size.is_number_integer()) throw Malformed{"TypeError: shape entries must be integers"};
+        // Bounded one side at a time (as program buffers are), so no product of them overflows.
+        if (size.get<std::int64_t>() < 1 || size.get<std::int64_t>() > kMaxShapeElements / count)
+            throw Malformed{"ValueError: shape entries must be positive, at most " + std::to_string(kMaxShapeElements) + " elements in all"};
         spec.shape.push_back(size.get<std::int64_t>());
+        count *= spec.shape.back();
+    }
+    const auto max_value = data.find("max_value");
+    if (max_value != data.end()) {
+        if (!max_value->is_number() || !std::isfinite(max_value->get<double>())) throw Malformed{"TypeError: max_value must be a finite number"};
+        spec.max_value = max_value->get<double>();
     }
     return spec;
 }

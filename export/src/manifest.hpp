@@ -23,10 +23,14 @@ struct BatchRange {
     bool contains(std::int64_t batch) const { return min <= batch && batch <= max; }
 };
 
+// Elements one image of a site's tensor may have (as a program buffer: program.hpp's kMaxBufferElements).
+inline constexpr std::int64_t kMaxShapeElements = std::int64_t{1} << 31;
+
 struct TensorSpec {
     std::string name;
     std::vector<std::int64_t> shape;  // without the batch dimension
     std::string dtype;
+    double max_value = 1.0;  // a timestep input's largest value (T − 1)
 };
 
 struct EngineRecord {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <fstream>
 #include <set>
 
 #include "error.hpp"
@@ -12,12 +13,6 @@ namespace {
 
 using nlohmann::json;
 using Shape = std::vector<std::int64_t>;
-
-std::string shape_text(const Shape& shape) {
-    std::string text = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-    return text + "]";
-}
 
 std::int64_t elements(const Shape& shape) {
     std::int64_t count = 1;
@@ -287,11 +282,17 @@ Program parse_program(const json& data, const std::string& source, const Sites& 
         const json& buffers = top.get("buffers");
         if (!buffers.is_object() || buffers.empty()) top.problem("field \"buffers\" must be an object of shapes");
         for (const auto& [name, shape] : buffers.items()) {
-            if (!shape.is_array()) top.problem("buffer \"" + name + "\" must have a shape (a list of sizes)");
+            const std::string bad = "buffer \"" + name + "\" must have a shape of 1 to 4 positive integers, at most " +
+                                    std::to_string(kMaxBufferElements) + " elements";
+            if (!shape.is_array() || shape.empty() || shape.size() > 4) top.problem(bad);
             Shape sizes;
+            std::int64_t count = 1;
             for (const json& size : shape) {
-                if (!size.is_number_integer() || size.get<std::int64_t>() < 1) top.problem("buffer \"" + name + "\" has a bad shape");
+                // Checked one side at a time, so the running product never leaves int64.
+                if (!size.is_number_integer() || size.get<std::int64_t>() < 1 || size.get<std::int64_t>() > kMaxBufferElements / count)
+                    top.problem(bad);
                 sizes.push_back(size.get<std::int64_t>());
+                count *= sizes.back();
             }
             program.buffers[name] = sizes;
         }
@@ -320,6 +321,12 @@ Program parse_program(const json& data, const std::string& source, const Sites& 
 }
 
 const std::vector<std::int64_t>& output_shape(const Program& program) { return program.buffers.at(program.output); }
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+    std::string text = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+    return text + "]";
+}
 
 namespace {
 
@@ -450,8 +457,40 @@ void check_rows(const Program& program, const Rows& rows) {
                            std::to_string(largest));
 }
 
+std::uint64_t program_bytes(const Program& program, std::int64_t batch) {
+    std::uint64_t elements_per_image = 0, largest = 0;
+    for (const auto& entry : program.buffers) {
+        const auto count = static_cast<std::uint64_t>(elements(entry.second));  // ≤ 2^31 each (parse_program)
+        elements_per_image += count;
+        largest = std::max(largest, count);
+    }
+    elements_per_image += 4 * largest;  // ≤ (buffers + 4) · 2^31: no overflow for any program that parses
+    const unsigned __int128 bytes = static_cast<unsigned __int128>(elements_per_image) * static_cast<std::uint64_t>(batch) * sizeof(float);
+    return bytes > UINT64_MAX ? UINT64_MAX : static_cast<std::uint64_t>(bytes);
+}
+
+void check_memory(const Program& program, std::int64_t batch, std::uint64_t available, const std::string& memory) {
+    const std::uint64_t needed = program_bytes(program, batch);
+    if (needed <= available) return;
+    const auto mib = [](std::uint64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20); };
+    fail(FASTGEN_ERROR_OUT_OF_MEMORY, "sampling " + std::to_string(batch) + " images needs about " + mib(needed) + " MiB of " + memory +
+                                          ", more than the " + mib(available) + " MiB available; sample fewer images per call");
+}
+
+std::uint64_t available_host_memory() {
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key;
+    std::uint64_t kib = 0;
+    while (meminfo >> key >> kib) {
+        if (key == "MemAvailable:") return kib * 1024;
+        meminfo.ignore(64, '\n');
+    }
+    return UINT64_MAX;
+}
+
 void run_program(const Program& program, const Sites& sites, const Rows& rows, float* out, const Progress& progress) {
     check_rows(program, rows);
+    check_memory(program, rows.size(), available_host_memory(), "memory");
     Interpreter(program, sites, rows, progress).run(out);
 }
 

@@ -74,6 +74,10 @@ struct SiteFunction {
 };
 using Sites = std::map<std::string, SiteFunction>;
 
+// Elements one image of a buffer may have (fastgen/sampling/program.py's MAX_BUFFER_ELEMENTS): far above any model's,
+// and no product of a buffer's sides overflows int64.
+inline constexpr std::int64_t kMaxBufferElements = std::int64_t{1} << 31;
+
 // Parses and checks `data` (`source` names it in messages) against the shapes of `sites`; throws Failure(BUNDLE).
 Program parse_program(const nlohmann::json& data, const std::string& source, const Sites& sites);
 
@@ -92,8 +96,19 @@ struct Rows {
 // whose elements i·P … i·P + P − 1 leave 64 bits for the program's largest draw of P elements per image.
 void check_rows(const Program& program, const Rows& rows);
 
-// Runs `program` for `rows` (checked by check_rows); writes the output buffer [B, C, H, W] to `out`.
+// Bytes of host (or device) memory one run of `batch` images takes: every buffer, plus a chain's three working
+// copies and the draws of the largest buffer (an estimate from above, made before the first op).
+std::uint64_t program_bytes(const Program& program, std::int64_t batch);
+// Refuses (Failure OUT_OF_MEMORY) a run of `batch` images that needs more than `available` bytes of `memory`.
+void check_memory(const Program& program, std::int64_t batch, std::uint64_t available, const std::string& memory);
+// The host memory available now (Linux: MemAvailable), or UINT64_MAX where unknown.
+std::uint64_t available_host_memory();
+
+// Runs `program` for `rows` (checked by check_rows and check_memory); writes the output buffer [B, C, H, W] to `out`.
 void run_program(const Program& program, const Sites& sites, const Rows& rows, float* out, const Progress& progress = {});
+
+// "[3, 8, 8]": a shape as messages quote it.
+std::string shape_text(const std::vector<std::int64_t>& shape);
 
 // Network calls one run makes.
 std::int64_t site_calls(const Program& program);

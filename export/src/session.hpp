@@ -30,6 +30,9 @@ struct Session {
     void sample(const Rows& rows, float* images, const Progress& progress = {}) const;
     // n images for `seed`: the rows (seed, 0 … n − 1).
     void sample(std::int64_t n, std::uint64_t seed, float* images, const Progress& progress = {}) const;
+    // Refuses (Failure OUT_OF_MEMORY) n images whose buffers do not fit in the memory left (host, or the GPU's):
+    // before anything of size n is made, the rows included.
+    void check_memory(std::int64_t n) const;
     bool runs_engines() const { return runtime.provider == Provider::tensorrt || runtime.provider == Provider::nv_tensorrt_rtx; }
 };
 

@@ -6,12 +6,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "test_util.hpp"
 
@@ -139,5 +142,60 @@ TEST(CApi, SampleRowsEqualsEachSeedsSample) {
     } catch (const fastgen::Error& error) {
         EXPECT_EQ(error.status(), FASTGEN_ERROR_ARGUMENT);
         EXPECT_STREQ(error.what(), "the rows have 3 seeds but 1 image indices");
+    }
+}
+
+// Issue 20, classes 2 and 6 at the C boundary, on a copy of a real bundle opened without verify (so the edits need
+// no re-hashing): a program that disagrees with its manifest is refused at open; a batch too large for the memory is
+// FASTGEN_ERROR_OUT_OF_MEMORY before any work.
+TEST(CApi, RefusesProgramsThatDisagreeWithTheirManifest) {
+    const char* fixtures = std::getenv("FASTGEN_FIXTURE_DIR");
+    if (fixtures == nullptr) GTEST_SKIP() << "FASTGEN_FIXTURE_DIR is not set (ctest runs make_fixtures.py first)";
+    using nlohmann::json;
+    const auto read = [](const std::filesystem::path& path) { return json::parse(std::ifstream(path)); };
+    const std::vector<std::pair<std::function<void(json&, json&)>, std::string>> cases{
+        {[](json& manifest, json&) { manifest["model"]["image"]["resolution"] = 8; },
+         ": its program makes images of shape [1, 16, 16], but the manifest declares [1, 8, 8]; re-export the bundle"},
+        {[](json&, json& program) { program["buffers"]["junk"] = {1, 64, 64}; },
+         ": its program's buffer 'junk' [1, 64, 64] is larger than the [1, 16, 16] images it makes; re-export the bundle"},
+        {[](json& manifest, json&) { manifest["model"].erase("image"); },
+         ": manifest.model.image.channels must be an integer from 1 to 65536; re-export the bundle"},
+        {[](json& manifest, json&) { manifest["sites"][0]["output"]["dtype"] = "float16"; },
+         ": its program's op 5 (call) passes level_1 [((1, 8, 8), 'float32')] → (1, 16, 16), but the manifest's site takes "
+         "[((1, 8, 8), 'float32')] → (1, 16, 16); re-export the bundle"},
+    };
+    for (const auto& [change, expected] : cases) {
+        fastgen::test::TempDir dir;
+        const std::filesystem::path bundle = dir.path() / "bundle";
+        std::filesystem::copy(std::filesystem::path(fixtures) / "udpm_bundle", bundle);
+        json manifest = read(bundle / "manifest.json"), program = read(bundle / "program.json");
+        change(manifest, program);
+        fastgen::test::write_file(bundle / "manifest.json", manifest.dump());
+        fastgen::test::write_file(bundle / "program.json", program.dump());
+        fastgen_options options;
+        fastgen_options_init(&options);
+        options.verify = 0;
+        fastgen_bundle* opened = nullptr;
+        EXPECT_EQ(fastgen_open(bundle.string().c_str(), &options, &opened), FASTGEN_ERROR_BUNDLE) << expected;
+        EXPECT_EQ(std::string(fastgen_last_error()), "bundle " + bundle.string() + expected);
+        fastgen_close(opened);
+    }
+}
+
+TEST(CApi, TooManyImagesIsOutOfMemoryBeforeAnyWork) {
+    const char* fixtures = std::getenv("FASTGEN_FIXTURE_DIR");
+    if (fixtures == nullptr) GTEST_SKIP() << "FASTGEN_FIXTURE_DIR is not set (ctest runs make_fixtures.py first)";
+    fastgen::Bundle bundle((std::filesystem::path(fixtures) / "udpm_bundle").string(), fastgen::Options().threads(1));
+    float never_written = 0.0f;  // the buffer claims room for every image: only the memory estimate can refuse
+    EXPECT_EQ(fastgen_sample(bundle.get(), std::int64_t{1} << 40, 5, &never_written, SIZE_MAX), FASTGEN_ERROR_OUT_OF_MEMORY);
+    EXPECT_EQ(std::string(fastgen_last_error()).rfind("sampling 1099511627776 images needs about ", 0), 0u) << fastgen_last_error();
+    EXPECT_EQ(fastgen_sample(bundle.get(), INT64_MAX, 5, &never_written, 100), FASTGEN_ERROR_ARGUMENT);  // n · 256 overflows
+    EXPECT_EQ(std::string(fastgen_last_error()), "the buffer holds 100 values; 9223372036854775807 images need more than 2^64");
+    try {  // the C++ wrapper's own buffer: n · C·H·W overflows, an Error and no allocation
+        bundle.sample(INT64_MAX, 5);
+        FAIL() << "no exception";
+    } catch (const fastgen::Error& error) {
+        EXPECT_EQ(error.status(), FASTGEN_ERROR_OUT_OF_MEMORY);
+        EXPECT_STREQ(error.what(), "out of memory; sample fewer images per call");
     }
 }

@@ -193,3 +193,53 @@ TEST(Program, RefusesSitesTheBundleDoesNotHave) {
         EXPECT_NE(std::string(failure.what()).find("calls site \"level_1\", which the bundle does not have"), std::string::npos);
     }
 }
+
+// Issue 20, class 2: every buffer's shape is bounded when it is read (1 to 4 sides, at most 2^31 elements an image, so
+// no product of sides overflows int64), and a run's memory is estimated before its first op.
+TEST(Program, RefusesBuffersNoSizeFits) {
+    const std::string bad = "the program buffer \"y\" must have a shape of 1 to 4 positive integers, at most 2147483648 elements";
+    const std::int64_t big = std::int64_t{1} << 40;
+    const std::vector<std::pair<json, std::string>> cases{
+        {json{big, big, 1}, bad},  // 2^80 elements: overflowed int64 and crashed before
+        {json{1, std::int64_t{1} << 31, 2}, bad},
+        {json{INT64_MAX, 2, 2}, bad},
+        {json::array(), bad},
+        {json{1, 1, 1, 1, 1}, bad},
+        {json{1, 0, 4}, bad},
+        {json{1, -4, 4}, bad},
+        {json{1, 4.0, 4}, bad},
+    };
+    for (const auto& [shape, expected] : cases) {
+        json program = small_program();
+        program["buffers"]["y"] = shape;
+        EXPECT_EQ(refusal(program), "bundle/manifest.json: " + expected + "; re-export the bundle with this fastgen") << shape.dump();
+    }
+}
+
+TEST(Program, EstimatesMemoryBeforeTheFirstOp) {
+    const Sites sites;
+    const Program program = fastgen::kit::parse_program(small_program(), "test", sites);
+    const std::uint64_t per_image = (4 + 16 + 4 * 16) * sizeof(float);  // the buffers, a chain's copies and the draws
+    EXPECT_EQ(fastgen::kit::program_bytes(program, 10), 10 * per_image);
+    EXPECT_NO_THROW(fastgen::kit::check_memory(program, 10, 10 * per_image, "memory"));
+    try {
+        fastgen::kit::check_memory(program, 10, 10 * per_image - 1, "memory");
+        FAIL() << "no refusal";
+    } catch (const Failure& failure) {
+        EXPECT_EQ(failure.status, FASTGEN_ERROR_OUT_OF_MEMORY);
+        EXPECT_STREQ(failure.what(), "sampling 10 images needs about 1 MiB of memory, more than the 1 MiB available; sample fewer images per call");
+    }
+    // A real run of images of 2^31 elements (8 GiB each): refused before any buffer is allocated.
+    json huge = small_program();
+    huge["buffers"] = {{"x", {1, 32768, 65536}}};
+    huge["ops"] = {{{"op", "noise"}, {"out", "x"}, {"scale", 1.0}, {"filter", nullptr}}};
+    huge["output"] = "x";
+    const Program large = fastgen::kit::parse_program(huge, "test", sites);
+    try {
+        fastgen::kit::run_program(large, sites, Rows::of_seed(1, 1000), nullptr);
+        FAIL() << "no refusal";
+    } catch (const Failure& failure) {
+        EXPECT_EQ(failure.status, FASTGEN_ERROR_OUT_OF_MEMORY);
+        EXPECT_EQ(std::string(failure.what()).rfind("sampling 1000 images needs about ", 0), 0u) << failure.what();
+    }
+}

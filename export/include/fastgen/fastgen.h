@@ -32,7 +32,8 @@ typedef enum fastgen_status {
     FASTGEN_ERROR_BUNDLE = 2,      /* the bundle is missing, altered, of an unknown version or malformed */
     FASTGEN_ERROR_RUNTIME = 3,     /* ONNX Runtime (or CUDA) failed: library missing, provider unavailable, run error */
     FASTGEN_ERROR_UNSUPPORTED = 4, /* asked for something this build cannot do (a provider, an op, a precision) */
-    FASTGEN_ERROR_INTERNAL = 5     /* a bug: please report it with the message */
+    FASTGEN_ERROR_INTERNAL = 5,    /* a bug: please report it with the message */
+    FASTGEN_ERROR_OUT_OF_MEMORY = 6 /* the sample does not fit in the memory left (estimated before any work): fewer images */
 } fastgen_status;
 
 typedef struct fastgen_bundle fastgen_bundle; /* opaque */

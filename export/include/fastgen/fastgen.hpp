@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -112,7 +113,7 @@ public:
         detail::check(fastgen_sample(handle_, n, seed, images.data(), images.size()));
     }
     std::vector<float> sample(std::int64_t n, std::uint64_t seed) {
-        std::vector<float> images(static_cast<std::size_t>(n * image_shape().elements()));
+        std::vector<float> images = buffer<float>(n);
         sample(n, seed, Span<float>(images));
         return images;
     }
@@ -121,7 +122,7 @@ public:
         detail::check(fastgen_sample_u8(handle_, n, seed, pixels.data(), pixels.size()));
     }
     std::vector<std::uint8_t> sample_u8(std::int64_t n, std::uint64_t seed) {
-        std::vector<std::uint8_t> pixels(static_cast<std::size_t>(n * image_shape().elements()));
+        std::vector<std::uint8_t> pixels = buffer<std::uint8_t>(n);
         sample_u8(n, seed, Span<std::uint8_t>(pixels));
         return pixels;
     }
@@ -131,7 +132,7 @@ public:
         detail::check(fastgen_sample_rows(handle_, rows(seeds, indices), seeds.data(), indices.data(), images.data(), images.size()));
     }
     std::vector<float> sample_rows(Span<const std::uint64_t> seeds, Span<const std::uint64_t> indices) {
-        std::vector<float> images(seeds.size() * static_cast<std::size_t>(image_shape().elements()));
+        std::vector<float> images = buffer<float>(rows(seeds, indices));
         sample_rows(seeds, indices, Span<float>(images));
         return images;
     }
@@ -151,6 +152,20 @@ public:
     fastgen_bundle* get() const noexcept { return handle_; }
 
 private:
+    // A buffer for n images: a size that cannot be allocated is an Error (OUT_OF_MEMORY), never std::bad_alloc or an
+    // overflowed size; n < 1 gets an empty buffer and the C API's refusal.
+    template <class T>
+    std::vector<T> buffer(std::int64_t n) const {
+        const auto elements = static_cast<std::uint64_t>(image_shape().elements());
+        if (n < 1) return {};
+        const char* message = "out of memory; sample fewer images per call";
+        if (static_cast<std::uint64_t>(n) > std::vector<T>().max_size() / elements) throw Error(FASTGEN_ERROR_OUT_OF_MEMORY, message);
+        try {
+            return std::vector<T>(static_cast<std::size_t>(n) * static_cast<std::size_t>(elements));
+        } catch (const std::bad_alloc&) {
+            throw Error(FASTGEN_ERROR_OUT_OF_MEMORY, message);
+        }
+    }
     static std::int64_t rows(Span<const std::uint64_t> seeds, Span<const std::uint64_t> indices) {
         if (seeds.size() != indices.size())
             throw Error(FASTGEN_ERROR_ARGUMENT, "the rows have " + std::to_string(seeds.size()) + " seeds but " + std::to_string(indices.size()) +
