@@ -133,7 +133,7 @@ def main() -> None:
         folder = Path(scratch)
         for family in ("udpm", "ddpm"):
             bundle = make_bundle(family, folder)
-            result["direct"][family] = direct(bundle, args.max_batch, 640, OPTIONS[family])
+            result["direct"][family] = direct(bundle, args.max_batch, SHARD_IMAGES[family], OPTIONS[family])
             print(json.dumps({"family": family, "direct_img_per_s": result["direct"][family]}), flush=True)
             result["serve"] += serve_rows(bundle, family, args.max_batch)
             result["shards"] += shard_rows(bundle, family, folder)
