@@ -108,9 +108,10 @@ MAX_JSON_BYTES = 256 * 2**20
 """Largest JSON file fastgen reads (a program's constants of a 64×64 blur model are a few MiB)."""
 
 
-def load_json(text: str | bytes, what: str) -> Any:
+def load_json(text: str | bytes, what: str, *, finite: bool = True) -> Any:
     """``text`` parsed as JSON, with its nesting and size bounded; ``what`` names it in messages ("bundle X's manifest").
-    NaN and ±Infinity are JSON extensions Python accepts: they load here and are refused by the finite checks."""
+    ``finite``: refuse NaN and ±Infinity (JSON extensions Python accepts) and numbers beyond float range (``1e999``),
+    wherever they are: no number of a fastgen file is meant to be non-finite."""
     if len(text) > MAX_JSON_BYTES:
         raise FastgenError(f"{what} is {len(text) / 2**20:.0f} MiB, more than the {MAX_JSON_BYTES // 2**20} MiB a fastgen "
                            "JSON file may have; re-create it")  # fmt: skip
@@ -122,8 +123,16 @@ def load_json(text: str | bytes, what: str) -> Any:
     depth = _nesting(text)
     if depth > MAX_JSON_DEPTH:
         raise FastgenError(f"{what} nests {depth} levels deep, more than the {MAX_JSON_DEPTH} a fastgen JSON file may; re-create it")
+    def refuse(token: str) -> float:
+        raise FastgenError(f"{what} holds the number {token[:40]}, which is not finite; every number must be finite: re-create it")
+
+    def number(token: str) -> float:
+        value = float(token)
+        return value if math.isfinite(value) else refuse(token)
+
+    hooks = {"parse_constant": refuse, "parse_float": number} if finite else {}
     try:
-        return json.loads(text)
+        return json.loads(text, **hooks)
     except json.JSONDecodeError as exc:
         raise FastgenError(f"{what} is not valid JSON ({exc}); re-create it") from None
     except RecursionError:  # unreachable after the depth check; a last guard, not a traceback
