@@ -197,7 +197,7 @@ CASES: list[tuple[str, str, Callable[[Path], None] | None, str, str]] = [
     ("2 sizes", "buffer of 5 dims", program_edit(lambda p: p["buffers"].update(junk=[1, 1, 1, 1, 1])), "sample {bundle} --n 1 --out {out}/a.png", "bad"),
     ("2 sizes", "buffer overflowing int64", program_edit(lambda p: p["buffers"].update(junk=[2**62, 2**62])), "sample {bundle} --n 1 --out {out}/a.png", "bad"),
     ("2 sizes", "eval --n 10**15", None, "eval {ddpm} --n 1000000000000000", "bad"),
-    ("2 sizes", "eval --batch 10**9", None, "eval {ddpm} --n 4 --batch 1000000000", "bad"),
+    ("2 sizes", "eval --n and --batch 10**9", None, "eval {ddpm} --n 1000000000 --batch 1000000000", "bad"),
     ("2 sizes", "DDIM steps 10**6", None, "eval {ddpm} --sampler ddim --steps 1000000 --n 4", "bad"),
     ("2 sizes", "PDDPM t_f 10**6", None, "sample {pddpm} --t-f 1000000 --n 1 --out {out}/a.png", "bad"),
     ("2 sizes", "upscale t_s 10**6", None, "upscale {pddpm} {low}/grey.png --scale 2 --out {out}/u.png --t-s 1000000", "bad"),
