@@ -168,9 +168,11 @@ def finite_number(value: Any, name: str, *, low: float | None = None, high: floa
         raise FastgenError(f"{name} must be a finite number, got {value!r}")
     below = low is not None and (value <= low if low_open else value < low)
     if below or (high is not None and value > high):
-        left = "(" if low_open else "["
-        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}]"
-        raise FastgenError(f"{name} must lie in {bounds}, got {value!r}")
+        if high is None:
+            bounds = f"be {'>' if low_open else '≥'} {low}"
+        else:
+            bounds = f"lie in {'(' if low_open else '['}{'-inf' if low is None else low}, {high}]"
+        raise FastgenError(f"{name} must {bounds}, got {value!r}")
     return float(value)
 
 

@@ -516,7 +516,7 @@ ISSUE20_CLI_CASES = [
     ("NaN latents, edited", "sample {run} --latents {latents}/nan.pt --perturb 2:0.5 --out {out}/g.png", "non-finite"),
     ("infinite guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance inf", "guidance (λ) must be a finite"),
     ("NaN guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance nan", "guidance (λ) must be a finite"),
-    ("negative guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance -1", "must lie in [0, inf]"),
+    ("negative guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance -1", "guidance (λ) must be ≥ 0, got -1.0"),
     ("guidance that diverges", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance 1e30", "upscaling diverged"),
     ("NaN eta", "sample {ddpm} --sampler ddim --eta nan --n 1 --out {out}/g.png", "eta"),
     ("infinite dt_s", "sample {pddpm} --dt-s inf --n 1 --out {out}/g.png", "renoise_fraction"),
