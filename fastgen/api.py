@@ -223,7 +223,8 @@ def load_latents(path: str | Path) -> Any:
         if not tensor.is_floating_point():
             raise FastgenError(f"{name} is {tensor.dtype}, not floating point; write the file with --save-latents")
         # A crafted file can give a tiny storage a huge shape (stride 0): its size is what the file holds, not what it claims.
-        if tensor.untyped_storage().nbytes() < tensor.numel() * tensor.element_size():
+        repeated = any(stride == 0 and size > 1 for stride, size in zip(tensor.stride(), tensor.shape))
+        if repeated or tensor.untyped_storage().nbytes() < tensor.numel() * tensor.element_size():
             raise FastgenError(f"{name} claims shape {list(tensor.shape)} but the file holds {tensor.untyped_storage().nbytes()} "
                                "bytes of it (overlapping strides); write the file with --save-latents")  # fmt: skip
         all_finite(tensor, name, "latents are normals: write the file with --save-latents")

@@ -35,7 +35,7 @@ def _starts_with(signature: bytes) -> Callable[[Path], bool]:
 
 def _is_json(path: Path) -> bool:
     try:
-        load_json(path.read_bytes(), str(path))
+        load_json(path.read_bytes(), str(path), finite=False)  # recognised as JSON, NaN scores and all
     except FastgenError:
         return False
     return True

@@ -108,26 +108,37 @@ MAX_JSON_BYTES = 256 * 2**20
 """Largest JSON file fastgen reads (a program's constants of a 64×64 blur model are a few MiB)."""
 
 
-def load_json(text: str | bytes, what: str) -> Any:
-    """``text`` parsed as JSON, with its nesting and size bounded; ``what`` names it in messages ("bundle X's manifest").
-    NaN and ±Infinity are JSON extensions Python accepts: they load here and are refused by the finite checks."""
+def load_json(text: str | bytes, what: str, *, finite: bool = True, advice: str = "re-create it") -> Any:
+    """``text`` parsed as JSON, with its nesting and size bounded; ``what`` names it in messages ("bundle X's manifest"),
+    ``advice`` says what to do.
+    ``finite``: refuse NaN and ±Infinity (JSON extensions Python accepts) and numbers beyond float range (``1e999``),
+    wherever they are: no number of a fastgen file is meant to be non-finite."""
     if len(text) > MAX_JSON_BYTES:
         raise FastgenError(f"{what} is {len(text) / 2**20:.0f} MiB, more than the {MAX_JSON_BYTES // 2**20} MiB a fastgen "
-                           "JSON file may have; re-create it")  # fmt: skip
+                           f"JSON file may have; {advice}")  # fmt: skip
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise FastgenError(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start}); re-create it") from None
+            raise FastgenError(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start}); {advice}") from None
     depth = _nesting(text)
     if depth > MAX_JSON_DEPTH:
-        raise FastgenError(f"{what} nests {depth} levels deep, more than the {MAX_JSON_DEPTH} a fastgen JSON file may; re-create it")
+        raise FastgenError(f"{what} nests {depth} levels deep, more than the {MAX_JSON_DEPTH} a fastgen JSON file may; {advice}")
+
+    def refuse(token: str) -> float:
+        raise FastgenError(f"{what} holds the number {token[:40]}, which is not finite; every number must be finite: {advice}")
+
+    def number(token: str) -> float:
+        value = float(token)
+        return value if math.isfinite(value) else refuse(token)
+
+    hooks = {"parse_constant": refuse, "parse_float": number} if finite else {}
     try:
-        return json.loads(text)
+        return json.loads(text, **hooks)
     except json.JSONDecodeError as exc:
-        raise FastgenError(f"{what} is not valid JSON ({exc}); re-create it") from None
+        raise FastgenError(f"{what} is not readable JSON ({exc}); {advice}") from None
     except RecursionError:  # unreachable after the depth check; a last guard, not a traceback
-        raise FastgenError(f"{what} nests too deeply; re-create it") from None
+        raise FastgenError(f"{what} nests too deeply; {advice}") from None
 
 
 _BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
@@ -157,9 +168,11 @@ def finite_number(value: Any, name: str, *, low: float | None = None, high: floa
         raise FastgenError(f"{name} must be a finite number, got {value!r}")
     below = low is not None and (value <= low if low_open else value < low)
     if below or (high is not None and value > high):
-        left = "(" if low_open else "["
-        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}]"
-        raise FastgenError(f"{name} must lie in {bounds}, got {value!r}")
+        if high is None:
+            bounds = f"be {'>' if low_open else '≥'} {low}"
+        else:
+            bounds = f"lie in {'(' if low_open else '['}{'-inf' if low is None else low}, {high}]"
+        raise FastgenError(f"{name} must {bounds}, got {value!r}")
     return float(value)
 
 

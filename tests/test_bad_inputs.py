@@ -516,7 +516,7 @@ ISSUE20_CLI_CASES = [
     ("NaN latents, edited", "sample {run} --latents {latents}/nan.pt --perturb 2:0.5 --out {out}/g.png", "non-finite"),
     ("infinite guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance inf", "guidance (λ) must be a finite"),
     ("NaN guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance nan", "guidance (λ) must be a finite"),
-    ("negative guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance -1", "must lie in [0, inf]"),
+    ("negative guidance", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance -1", "guidance (λ) must be ≥ 0, got -1.0"),
     ("guidance that diverges", "upscale {pddpm} {low}/palette.png --scale 2 --out {out}/u.png --guidance 1e30", "upscaling diverged"),
     ("NaN eta", "sample {ddpm} --sampler ddim --eta nan --n 1 --out {out}/g.png", "eta"),
     ("infinite dt_s", "sample {pddpm} --dt-s inf --n 1 --out {out}/g.png", "renoise_fraction"),
@@ -591,10 +591,10 @@ def program_1e999(base: Path) -> None:
 ISSUE20_DAMAGE_CASES = [
     # 1. Non-finite program constants (NaN, and 1e999, which JSON readers parse as inf); a finite constant whose result is not.
     ("NaN program constant", edit_program(lambda p: p["ops"][0].update(scale=float("nan"))), "sample {bundle} --n 1",
-     "scale must be a finite number, got nan"),
-    ("1e999 program constant", program_1e999, "sample {bundle} --n 1", "scale must be a finite number, got inf"),
+     "program holds the number NaN, which is not finite"),
+    ("1e999 program constant", program_1e999, "sample {bundle} --n 1", "program holds the number 1e999, which is not finite"),
     ("NaN in a program array", edit_program(lambda p: p["ops"][2]["taps"][0].__setitem__(0, float("nan"))), "sample {bundle} --n 1",
-     "taps holds 1 non-finite"),
+     "program holds the number NaN"),
     ("finite constant, infinite result", edit_program(lambda p: p["ops"][0].update(scale=1e300)), "sample {bundle} --n 1",
      "sampling diverged: program op 0 (noise)"),
     # 2. A chain longer than the model's T, timesteps outside it, buffers larger than the images.
@@ -674,7 +674,9 @@ ISSUE20_API_CASES = [
      "only applies to --resume"),
     ("a deeply nested program", lambda w: __import__("fastgen.sampling.program").sampling.program.Program.from_json("[" * 10**5),
      "nests 100000 levels"),
-    ("a program constant of 1e999", lambda w: _program_with_text(w, "1e999"), "finite number"),
+    ("a program constant of 1e999", lambda w: _program_with_text(w, "1e999"), "holds the number 1e999, which is not finite"),
+    ("a program constant of NaN, as data", lambda w: _program_dict_with(w, float("nan")), "scale must be a finite number, got nan"),
+    ("a NaN in a manifest's constants", lambda w: _manifest_with_nan(w), "holds the number NaN"),
 ]
 
 
@@ -683,6 +685,26 @@ def _many_latents(world20):
     latents = api.load_latents(world20["latents"] / "good.pt")
     return type(latents)(latents.x_top[:1].expand(10**9, *latents.x_top.shape[1:]),
                          tuple(n[:1].expand(10**9, *n.shape[1:]) for n in latents.noises))  # fmt: skip
+
+
+def _program_dict_with(world20, scale: float):
+    from fastgen.sampling.program import Program
+
+    data = json.loads((world20["bundle"] / "program.json").read_text())
+    data["ops"][0]["scale"] = scale
+    return Program.from_dict(data)
+
+
+def _manifest_with_nan(world20):
+    """Numbers nothing in Python reads (the schedule constants, for runtimes outside Python) are checked too."""
+    from fastgen.export.manifest import read_manifest
+
+    copy = world20["base"].parent / "nan_constants"
+    shutil.copytree(world20["bundle"], copy, dirs_exist_ok=True)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["constants"]["alphas"] = [float("nan")]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return read_manifest(copy, verify=False)
 
 
 def _program_with_text(world20, number: str):

@@ -247,7 +247,7 @@ def test_wrong_shapes_of_a_spectral_filter_and_a_posterior_are_errors() -> None:
     data["buffers"]["x_hat_3"] = [3, 5, 5]
     with pytest.raises(FastgenError, match=r"program op 2 \(udpm_posterior\): x_hat and out must have the same shape"):
         Program.from_dict(data)
-    with pytest.raises(FastgenError, match="program is not valid JSON"):
+    with pytest.raises(FastgenError, match="program is not readable JSON"):
         Program.from_json("{")
 
 

@@ -70,7 +70,7 @@ def test_upscale_refuses_options_it_cannot_use(model: api.LoadedModel) -> None:
         api.upscale(model, low_resolution(8), 2, t_f=10)
     with pytest.raises(FastgenError, match="needs 8x8 inputs"):
         api.upscale(model, low_resolution(4), 2)
-    with pytest.raises(FastgenError, match="guidance_scale must be non-negative"):
+    with pytest.raises(FastgenError, match=r"guidance \(λ\) must be ≥ 0"):
         api.upscale(model, low_resolution(8), 2, guidance=-1.0)
     with pytest.raises(FastgenError, match=r"needs the sizes \[4, 8, 16\] in the model's pyramid; it has \[8, 16\]"):
         api.upscale(model, low_resolution(2), 8)  # the tiny recipe's pyramid has no 4×4 site

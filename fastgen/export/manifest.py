@@ -179,7 +179,7 @@ def read_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
         text = path.read_bytes()
     except OSError as exc:
         raise FastgenError(f"{path} is not readable JSON ({exc}); re-export the bundle") from None
-    data = load_json(text, f"{path} (not readable JSON)")
+    data = load_json(text, str(path), advice="re-export the bundle")
     if not isinstance(data, dict):
         raise FastgenError(f"{path} does not hold a JSON object; re-export the bundle")
     manifest = Manifest.from_dict(data)

@@ -122,8 +122,11 @@ def check_program(directory: Path, manifest: Manifest, family: Family, program: 
         taken = [(tuple(spec.shape), spec.dtype) for spec in record.inputs]
         made = (tuple(record.output.shape), record.output.dtype)
         if given != taken or made != (program.buffers[op.out], "float32"):
-            raise FastgenError(f"{place} passes {op.site} {given} → {program.buffers[op.out]}, but the manifest's site takes "
-                               f"{taken} → {made[0]}; re-export the bundle")  # fmt: skip
+            def shown(specs: list[tuple[tuple[int, ...], str]]) -> str:
+                return ", ".join(f"{dtype}[{', '.join(map(str, shape))}]" for shape, dtype in specs)
+
+            raise FastgenError(f"{place} passes site {op.site} {shown(given)} → {shown([(program.buffers[op.out], 'float32')])}, "
+                               f"but the manifest's site takes {shown(taken)} → {shown([made])}; re-export the bundle")  # fmt: skip
         if timestep:
             steps = int(record.inputs[1].max_value) + 1
             timesteps = op.timesteps

@@ -284,7 +284,7 @@ class Program:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Program:
-        return cls.from_dict(load_json(text, "program"))
+        return cls.from_dict(load_json(text, "program", advice="re-export the bundle"))
 
 
 MAX_BUFFER_ELEMENTS = 2**31
