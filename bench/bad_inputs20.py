@@ -1,5 +1,6 @@
-"""A held-out bad-input suite for issue 20's Python half: eval, upscale, UDPM latents and crafted bundles (valid,
-re-hashed manifests), each case a real ``python3 -m fastgen`` process.
+"""A held-out bad-input suite for issue 20: eval, upscale, UDPM latents and crafted bundles (valid, re-hashed
+manifests), each case a real ``python3 -m fastgen`` process, and the C++ app ``fastgen-cpp-sample`` on the same
+bundles (cases named ``app: …``; skipped where ``build/export`` has not been built).
 
 Every case is classified by what the process did:
 
@@ -271,12 +272,38 @@ CASES: list[tuple[str, str, Callable[[Path], None] | None, str, str]] = [
     ("valid", "replay good latents", None, "sample {run} --latents {latents}/good.pt --out {out}/a.png", "ok"),
     ("valid", "sample the crafted-free bundle", None, "sample {bundle} --n 2 --out {out}/a.png", "ok"),
     ("valid", "resume on the same data", None, "train {recipe} --run-dir {copy_run} --resume --set run.steps=3 --set run.checkpoint_every=3", "ok"),
+    # the C++ app (fastgen-cpp-sample, built as the README says): the same bundles and rules
+    ("5 seeds", "app: seed 2**64", None, "cpp {bundle} --seed 18446744073709551616 --out {out}/a.png", "bad"),
+    ("5 seeds", "app: seed -1", None, "cpp {bundle} --seed -1 --out {out}/a.png", "bad"),
+    ("5 seeds", "app: seed 1e3", None, "cpp {bundle} --seed 1e3 --out {out}/a.png", "bad"),
+    ("2 sizes", "app: --n 0", None, "cpp {bundle} --n 0 --out {out}/a.png", "bad"),
+    ("2 sizes", "app: --n 10**12 (out of memory)", None, "cpp {bundle} --n 1000000000000 --out {out}/a.png", "bad"),
+    ("2 sizes", "app: buffer overflowing int64", program_edit(lambda p: p["buffers"].update(junk=[2**62, 2**62])), "cpp {bundle} --n 1 --out {out}/a.png", "bad"),
+    ("2 sizes", "app: 10**6-step chain, T = 1000", program_edit(chain_of(10**6), "ddpm_bundle"), "cpp {ddpm_bundle} --n 1 --out {out}/a.png", "bad"),
+    ("4 app outputs", "app: --out over the manifest", None, "cpp {bundle} --out {bundle}/manifest.json", "bad"),
+    ("4 app outputs", "app: --npy over a graph", None, "cpp {bundle} --out {out}/a.png --npy {bundle}/level_1.onnx", "bad"),
+    ("4 app outputs", "app: --out with a .jpg suffix", None, "cpp {bundle} --out {out}/a.jpg", "bad"),
+    ("4 app outputs", "app: --out in a missing folder", None, "cpp {bundle} --out {out}/missing/a.png", "bad"),
+    ("4 app outputs", "app: --npy named .png", None, "cpp {bundle} --out {out}/a.png --npy {out}/a.png", "bad"),
+    ("3 nesting", "app: manifest nested 300k", manifest_nested("model", 300_000), "cpp {bundle} --n 1 --out {out}/a.png", "bad"),
+    ("3 nesting", "app: program unclosed 300k", raw_file("bundle/program.json", lambda: "[" * 300_000, "bundle"), "cpp {bundle} --n 1 --out {out}/a.png", "bad"),
+    ("1 non-finite", "app: program kx NaN", program_edit(set_op(2, kx=float("nan"))), "cpp {bundle} --n 1 --out {out}/a.png", "bad"),
+    ("1 non-finite", "app: program kp 1e999", program_edit(set_op(4, kp=4321.5), text=lambda t: t.replace("4321.5", "1e999")), "cpp {bundle} --n 1 --out {out}/a.png", "bad"),
+    ("6 program⟂manifest", "app: program output 4×4", program_edit(lambda p: p.update(output="x_2")), "cpp {bundle} --n 1 --out {out}/a.png", "bad"),
+    ("6 program⟂manifest", "app: program ../outside with --no-verify", manifest_edit(lambda m: m.update(program="../outside.json")), "cpp {bundle} --no-verify --n 1 --out {out}/a.png", "bad"),
+    ("7 range/enums", "app: precision int4", manifest_edit(lambda m: m.update(precision="int4")), "cpp {bundle} --n 1 --out {out}/a.png", "bad"),
+    ("7 range/enums", "app: input dtype int8", manifest_edit(lambda m: m["sites"][1]["inputs"][0].update(dtype="int8")), "cpp {bundle} --n 1 --out {out}/a.png", "bad"),
+    ("valid", "app: sample the bundle", None, "cpp {bundle} --n 2 --out {out}/a.png --npy {out}/a.npy", "ok"),
 ]
+APP = ROOT / "build" / "export" / "fastgen-cpp-sample"
 
 
-def classify(code: int | None, err: str) -> str:
+def classify(code: int | None, err: str, app: bool = False) -> str:
     if code is None or code < 0:
         return "crash/hang"
+    if app:  # the C++ app: exit 1 (runtime) or 2 (arguments), one error line (its progress line before, usage after)
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        return "silent" if code == 0 else "clear" if code in (1, 2) and len(errors) == 1 else "traceback"
     if "Traceback" in err:
         return "traceback"
     if code == 0:
@@ -321,17 +348,22 @@ def main() -> None:
             argv = [part.format(**paths) for part in command.split()]
             if argv[0] in ("sample", "upscale", "eval"):
                 argv += ["--device", "cpu"]
+            app = argv[0] == "cpp"
+            if app and not APP.is_file():
+                print(f"-- [{klass}] {name}: skipped ({APP} not built)", flush=True)
+                continue
             began = time.monotonic()
             try:
-                done = subprocess.run([sys.executable, "-m", "fastgen", *argv], capture_output=True, text=True, env=env,
-                                      timeout=args.timeout, cwd=out)  # fmt: skip
+                program = [str(APP), *argv[1:]] if app else [sys.executable, "-m", "fastgen", *argv]
+                done = subprocess.run(program, capture_output=True, text=True, env=env, timeout=args.timeout, cwd=out)
                 code, err = done.returncode, done.stderr
             except subprocess.TimeoutExpired as expired:
                 code, err = None, (expired.stderr or b"").decode(errors="replace") if isinstance(expired.stderr, bytes) else (expired.stderr or "")
             seconds = time.monotonic() - began
-            verdict = classify(code, err)
+            verdict = classify(code, err, app)
             wrote = (snapshot(base) != before and expect == "bad") or (expect == "bad" and any(out.iterdir()))
-            line = next((l for l in reversed(err.strip().splitlines()) if l.strip()), "")
+            lines = [l for l in err.strip().splitlines() if l.strip()]
+            line = next((l for l in lines if l.startswith("error: ")), lines[-1]) if app and lines else lines[-1] if lines else ""
             results.append({"class": klass, "case": name, "expect": expect, "verdict": verdict, "exit": code, "wrote": wrote,
                             "seconds": round(seconds, 1), "last_line": line[:300]})  # fmt: skip
             flag = "ok" if (verdict == "clear") == (expect == "bad") and (expect == "bad" or code == 0) else "!!"
