@@ -299,7 +299,7 @@ BAD_INPUTS = {
     ),
     "negative guidance": (
         lambda: pddpm.sample_super_resolution(gaussian_prior_predictor, SCHEDULE, LR, [4, 8], guidance_scale=-1.0),
-        "guidance_scale",
+        r"guidance \(λ\) must be ≥ 0",
     ),
     "non-integer SR factor": (lambda: pddpm.consistency_loss(torch.zeros(1, 1, 10, 10), LR), "integer factor"),
     "grid channels": (lambda: pddpm.encode_coordinates(torch.zeros(1, 3, 4, 4)), r"\[B, 2, H, W\]"),

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,7 +21,7 @@ from test_serve import free_port, processes_titled
 from fastgen.export import export_bundle
 
 pytest.importorskip("ray", reason="Ray is the serve extra: pip install 'fastgen[serve]'")
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +36,28 @@ def fastgen(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def test_serve_answers_then_ctrl_c_stops_it_cleanly(bundle: Path, tmp_path: Path) -> None:
     port = free_port()
+    log = open(tmp_path / "stderr.txt", "w")  # a file, so Ray's log lines can never fill a pipe nobody reads
     server = subprocess.Popen([sys.executable, "-m", "fastgen", "serve", str(bundle), "--port", str(port), "--max-batch", "8"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
+                              stdout=subprocess.PIPE, stderr=log, text=True, env=ENV)  # fmt: skip
+    lines: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                assert server.poll() is None, server.communicate()
-                time.sleep(1)
+        # Ready once it says so: the HTTP answers slightly before the deployment call returns.
+        reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not any("serving" in line for line in lines):
+            assert server.poll() is None, (tmp_path / "stderr.txt").read_text()
+            time.sleep(0.5)
         body = json.dumps({"n": 3, "seed": 12, "index": 1, "options": {"sampler": "ddim", "steps": 4}}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/generate", data=body, method="POST")
         with urllib.request.urlopen(request, timeout=60) as answer:
             (tmp_path / "served.npy").write_bytes(answer.read())
     finally:
         server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=120)
+        server.wait(timeout=120)
+        reader.join(timeout=10)
+    log.close()
+    out, err = "".join(lines), (tmp_path / "stderr.txt").read_text()
     assert server.returncode == 0, err
     assert f"serving {bundle} at http://127.0.0.1:{port}" in out and "curl -X POST" in out
     sampled = fastgen("sample", str(bundle), "--n", "4", "--seed", "12", "--sampler", "ddim", "--steps", "4",
