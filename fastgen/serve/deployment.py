@@ -29,6 +29,7 @@ import ray  # noqa: E402
 from ray import serve  # noqa: E402
 
 from fastgen.errors import FastgenError  # noqa: E402
+from fastgen.schema import count, finite_number  # noqa: E402
 from fastgen.serve.protocol import FORMATS, GenerateRequest, RequestError, encode_images, error_body, parse_generate
 
 APP_NAME = "fastgen"
@@ -48,14 +49,10 @@ class ServeSettings:
     gpus_per_replica: float | None = None  # None: 1 where the cluster has GPUs, else 0
 
     def __post_init__(self) -> None:
-        for name in ("replicas", "max_batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise FastgenError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        for name, low in (("batch_wait_ms", 0.0), ("cpus_per_replica", 0.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value < float("inf"):
-                raise FastgenError(f"{name.replace('_', '-')} must be a finite number ≥ {low:g}, got {value!r}")
+        count(self.replicas, "--replicas")
+        count(self.max_batch, "--max-batch")
+        finite_number(self.batch_wait_ms, "--batch-wait-ms", low=0)
+        finite_number(self.cpus_per_replica, "--cpus-per-replica", low=0)
         if not Path(self.source).exists():
             raise FastgenError(f"{self.source} does not exist: serve a checkpoint, a run directory or a bundle")
 
@@ -233,8 +230,7 @@ def start(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
     now rather than replicas that fail to start."""
     from fastgen.runtime import load_for_sampling
 
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise FastgenError(f"port must be an integer from 1 to 65535, got {port!r}")
+    count(port, "--port", high=65535)
     check_batching(load_for_sampling(settings.source, backend=settings.backend, device="cpu"), settings)  # fails fast
     started = connect(address, num_cpus=num_cpus)
     try:

@@ -22,6 +22,7 @@ from PIL import Image
 
 from fastgen.errors import FastgenError
 from fastgen.sampling.noise import MAX_IMAGE_INDEX, Row, check_seed
+from fastgen.schema import count
 
 FORMATS = {"npy": "application/x-npy", "png": "application/zip"}
 REQUEST_KEYS = ("n", "seed", "index", "format", "options")
@@ -108,13 +109,13 @@ def _integer(data: Mapping[str, Any], name: str, default: int | None, low: int, 
     value = data.get(name, default)
     if value is None:
         raise RequestError(f"the request needs {name}, an integer from {low} to {high}")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-    if not low <= value <= high:
-        status = 413 if name == "n" and value > high else 400
-        why = "; split the request (this server batches at most that many images)" if status == 413 else ""
-        raise RequestError(f"{name} must be an integer from {low} to {high}, got {value}{why}", status)
-    return value
+    try:
+        return count(value, name, low=low, high=high)
+    except FastgenError as error:
+        too_many = name == "n" and isinstance(value, int) and not isinstance(value, bool) and value > high
+        if too_many:
+            raise RequestError(f"{error}; split the request (this server batches at most that many images)", 413) from None
+        raise RequestError(str(error)) from None
 
 
 def encode_images(images: np.ndarray, request: GenerateRequest) -> bytes:
@@ -123,8 +124,9 @@ def encode_images(images: np.ndarray, request: GenerateRequest) -> bytes:
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(images, dtype=np.float32), allow_pickle=False)
         return buffer.getvalue()
-    from fastgen.data.images import images_to_uint8
     import torch
+
+    from fastgen.data.images import images_to_uint8
 
     pixels = images_to_uint8(torch.from_numpy(images))
     buffer = io.BytesIO()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from fastgen import layout
 from fastgen.errors import FastgenError
 from fastgen.outputs import JSON, NPY, PNG, SHARDS, check_output, write_file
+from fastgen.schema import count, finite_number
 from fastgen.serve.cluster import connect, disconnect, require_ray
 
 SHARD_SIZE = 256
@@ -161,13 +161,11 @@ def sample_shards(source: str | Path, n: int, folder: str | Path, *, seed: int =
     from fastgen.runtime import load_for_sampling
     from fastgen.sampling.noise import check_seed
 
-    for name, value in (("n", n), ("shard size", shard_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise FastgenError(f"{name} must be a positive integer, got {value!r}")
-    if actors is not None and (isinstance(actors, bool) or not isinstance(actors, int) or actors < 1):
-        raise FastgenError(f"actors must be a positive integer, got {actors!r}")
-    if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, int | float) or not 0 < cpus_per_actor < math.inf:
-        raise FastgenError(f"cpus per actor must be a finite number > 0, got {cpus_per_actor!r}")
+    count(n, "n")
+    count(shard_size, "the shard size")
+    if actors is not None:
+        count(actors, "actors")
+    finite_number(cpus_per_actor, "cpus per actor", low=0, low_open=True)
     check_seed(seed)
     if Path(folder).suffix.lower() in (".npy", ".png"):
         raise FastgenError(f"{folder}: a sample on Ray is a folder of shards; name the folder without a file suffix")
